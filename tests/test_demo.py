@@ -1,0 +1,41 @@
+import re
+import socket
+
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from fairray.cli import app
+
+runner = CliRunner()
+
+
+def test_demo_end_to_end_logs_runs_and_writes_report(tmp_path):
+    out = tmp_path / "demo"
+    res = runner.invoke(app, ["demo", "--set", "synth.n=600", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "report:" in res.output and "mlflow ui --backend-store-uri" in res.output
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 3  # shares chart + two grids, embedded
+    client = MlflowClient(f"sqlite:///{out.resolve()}/mlflow.db")
+    exp = client.get_experiment_by_name("fairray-demo")
+    runs = {r.data.tags["mlflow.runName"]: r for r in client.search_runs([exp.experiment_id])}
+    assert set(runs) == {"demo", "data-biased", "data-reference"}
+    biased, ref = runs["data-biased"].data.metrics, runs["data-reference"].data.metrics
+    assert biased["rows"] == 600 and ref["rows"] == 150
+    assert biased["share_gender_1_exact"] == 0.1 and ref["share_gender_1_exact"] == 0.5
+    assert ref["fairness_discrepancy_gender_exact"] == 0.0
+    # the number the report prints is the one MLflow holds
+    shown = re.search(r"is ([0-9.]+) in the biased set", html).group(1)
+    assert float(shown) == round(biased["fairness_discrepancy_gender_exact"], 3)
+
+
+def test_dead_tracking_server_does_not_stop_the_demo(tmp_path, monkeypatch):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    out = tmp_path / "demo"
+    res = runner.invoke(app, ["demo", "--set", "synth.n=100", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert (out / "report.html").is_file()
+    assert not (out / "mlflow.db").exists()
