@@ -19,7 +19,7 @@ from fairray.errors import FairrayError
 app = typer.Typer(help="fairray: fair generative face data on Ray, tracked in MLflow.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 console = Console(stderr=True)
-out_console = Console()
+out_console = Console(soft_wrap=True)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="Override a config key: a.b=value (repeatable).")]

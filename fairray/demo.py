@@ -124,7 +124,7 @@ def _summary_table(metrics: dict[str, dict[str, float]], attrs: list[str]):
             row[f"fairness_discrepancy_{a}_exact"] = m[f"fairness_discrepancy_{a}_exact"]
             row[f"kl_to_uniform_{a}_exact"] = m[f"kl_to_uniform_{a}_exact"]
         rows[subset] = row
-    return pd.DataFrame(rows).T
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 

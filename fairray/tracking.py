@@ -48,6 +48,7 @@ class Tracker:
     def _connect(self) -> None:
         from mlflow.tracking import MlflowClient
 
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # schema-migration chatter
         self._client = MlflowClient(tracking_uri=self.uri)
         exp = self._client.get_experiment_by_name(self.experiment)
         if exp is None:
