@@ -46,10 +46,129 @@ class TrackingConfig(Cfg):
     enabled: bool = True
 
 
+class RayConfig(Cfg):
+    address: str | None = Field(None, description="Ray cluster address; default $RAY_ADDRESS or a local Ray")
+    workers: int = Field(1, ge=1, description="Ray Train workers (DDP ranks)")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class AttrClfConfig(Cfg):
+    """fairray's own attribute classifier (the `attrclf` labeler), trained with Ray Train."""
+
+    dataset: str | None = Field(None, description="canonical dataset dir; default: render a balanced SynthFaces set")
+    synth: SynthConfig = Field(default_factory=lambda: SynthConfig(n=10_000, bias="none", perc=0.0))
+    heads: list[str] = Field(default_factory=lambda: ["gender", "tone4", "Young", "Smiling", "Eyeglasses", "hair",
+                                                      "age9", "skin_tone10"])
+    resolution: Literal[32, 64, 128] = 32
+    width: int = Field(16, ge=4)
+    blocks: list[int] = Field(default_factory=lambda: [2, 2, 2, 2], min_length=1)
+    epochs: int = Field(6, ge=1)
+    batch_size: int = Field(128, ge=2)
+    lr: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    augment: bool = Field(True, description="blur + noise augmentation, so labels survive GAN-like samples")
+    seed: int = 0
+    ray: RayConfig = Field(default_factory=RayConfig)
+    tracking: TrackingConfig = Field(default_factory=lambda: TrackingConfig(experiment="fairray-attrclf"))
+
+
+class LabelConfig(Cfg):
+    """Ray Data labeling: read -> decode (CPU tasks) -> labeler actor pool -> labeled Parquet + summary."""
+
+    dataset: str = Field(..., description="canonical dataset dir (fairray synth/readers/generate output)")
+    labeler: str = Field(..., description="attrclf:DIR | fairface:FILE[:race4] | clip:MODEL:FILE")
+    reference: str | None = Field(None, description="dataset to compare distributions with (labeled or ground truth)")
+    batch_size: int = Field(256, ge=1)
+    actors: int | None = Field(None, ge=1, description="labeler actors; default: one per GPU, else 1")
+    max_pixels: int = Field(50_000_000, ge=1, description="larger images are errors (decompression bombs)")
+    ray: RayConfig = Field(default_factory=RayConfig)
+
+
+class BalanceConfig(Cfg):
+    """Balance a labeled set over one attribute or an intersection (fair-distill's balanced sampler)."""
+
+    dataset: str = Field(..., description="labeled dataset dir (fairray label output)")
+    by: list[str] = Field(..., min_length=1, description="attribute(s) whose cells are balanced")
+    mode: Literal["undersample", "weights"] = "undersample"
+    seed: int = 0
+    ray: RayConfig = Field(default_factory=RayConfig)
+
+    @field_validator("by", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> Any:
+        return [s.strip() for s in v.split(",")] if isinstance(v, str) else v
+
+
+class ReweightConfig(Cfg):
+    """fairgen density-ratio weights: reference-vs-biased classifier, calibrated and clipped."""
+
+    dataset: str = Field(..., description="dataset with `subset` biased/reference rows (fairray synth, perc > 0)")
+    resolution: Literal[32, 64, 128] = 32
+    width: int = Field(16, ge=4)
+    blocks: list[int] = Field(default_factory=lambda: [1, 1, 1, 1], min_length=1)
+    epochs: int = Field(3, ge=1, description="passes over the biased train rows")
+    batch_size: int = Field(200, ge=2, description="half reference, half biased (fairgen: 100 + 100)")
+    lr: float = Field(2e-3, gt=0)
+    calibration: Literal["temperature", "isotonic", "none"] = "temperature"
+    clip_quantile: float = Field(0.99, gt=0, le=1, description="weights above this quantile are clipped")
+    report_attributes: list[str] = Field(default_factory=lambda: ["gender"])
+    seed: int = 0
+    ray: RayConfig = Field(default_factory=RayConfig)
+
+
+class GanConfig(Cfg):
+    """Ray Train DDP GAN training on a canonical dataset, optionally importance-reweighted (fairgen)."""
+
+    dataset: str | None = Field(None, description="canonical dataset dir (train split: biased + reference rows)")
+    name: str = Field("gan", description="run name: re-running with the same name and --out resumes")
+    model: Literal["dcgan", "biggan"] = "dcgan"
+    resolution: Literal[32, 64, 128] = 32
+    width: int = Field(32, ge=4, description="base channel width of G and D")
+    z_dim: int = Field(64, ge=2)
+    loss: Literal["hinge", "bce"] = "hinge"
+    batch_size: int = Field(64, ge=2, description="per-worker batch")
+    lr_g: float = Field(2e-4, gt=0)
+    lr_d: float = Field(2e-4, gt=0)
+    betas: tuple[float, float] = (0.0, 0.9)
+    d_steps: int = Field(1, ge=1, description="D steps per G step")
+    kimg: float = Field(100.0, gt=0, description="training length in thousands of real images shown")
+    tick_kimg: float = Field(4.0, gt=0, description="progress line + metrics every tick")
+    snapshot_ticks: int = Field(4, ge=1, description="checkpoint + sample grid every N ticks")
+    keep: int = Field(3, ge=1, description="checkpoints kept")
+    ema_decay: float = Field(0.99, ge=0, lt=1)
+    reweight: Literal["none", "weight", "sample"] = Field(
+        "none", description="fairgen: weight D's real loss by w^alpha, or sample real batches with p ~ w^alpha")
+    alpha: float = Field(1.0, ge=0, description="flattening power on the importance weights")
+    eval_attributes: list[str] = Field(default_factory=lambda: ["gender"], description="fairness measured on")
+    seed: int = 0
+    ray: RayConfig = Field(default_factory=RayConfig)
+    tracking: TrackingConfig = Field(default_factory=lambda: TrackingConfig(experiment="fairray-gan"))
+
+
+DEMO_STEPS = ("data", "attrclf", "label", "balance", "reweight", "gan")
+
+
 class DemoConfig(Cfg):
-    synth: SynthConfig = Field(default_factory=lambda: SynthConfig(n=4_000))
+    """The end-to-end tour; every stage's config is here, so `--set gan.kimg=60` works."""
+
+    steps: list[Literal["data", "attrclf", "label", "balance", "reweight", "gan"]] = Field(
+        default_factory=lambda: list(DEMO_STEPS))
+    synth: SynthConfig = Field(default_factory=lambda: SynthConfig(n=8_000, perc=0.25))
+    attrclf: AttrClfConfig = Field(default_factory=lambda: AttrClfConfig(
+        synth=SynthConfig(n=5_000, bias="none", perc=0.0, seed=1), epochs=3, blocks=[1, 1, 1, 1],
+        heads=["gender", "tone4", "Young", "Smiling", "Eyeglasses", "hair"]))
+    ratio_epochs: int = Field(2, ge=1)
+    gan: GanConfig = Field(default_factory=lambda: GanConfig(kimg=80, tick_kimg=10, snapshot_ticks=4))
+    eval_n: int = Field(2_000, ge=100, description="generated samples per GAN for fairness metrics")
     tracking: TrackingConfig = Field(default_factory=lambda: TrackingConfig(experiment="fairray-demo"))
     grid_size: int = Field(8, ge=2, le=16, description="sample grid is grid_size x grid_size")
+
+
+DEMO_PRESETS = {
+    "quick": ["synth.n=3000", "attrclf.synth.n=3000", "attrclf.epochs=2", "gan.kimg=24", "gan.tick_kimg=6",
+              "eval_n=1000"],
+    "full": ["synth.n=20000", "attrclf.synth.n=10000", "attrclf.epochs=6", "gan.kimg=200", "eval_n=10000"],
+}
 
 
 C = TypeVar("C", bound=Cfg)

@@ -76,12 +76,28 @@ class Tracker:
             self.enabled = False
             return None
 
+    def find_run(self, tag: str, value: str) -> str | None:
+        """The id of this experiment's run tagged tag=value (to reuse it when a job is re-run)."""
+        if not self.active:
+            return None
+        runs = self._guard(self._client.search_runs, [self.experiment_id], f"tags.`{tag}` = '{value}'",
+                           max_results=1)
+        return runs[0].info.run_id if runs else None
+
+    def attach(self, run_id: str | None) -> RunHandle:
+        """A handle on an existing run (e.g. opened by the driver, written to by rank 0 of a Train job)."""
+        return RunHandle(self, run_id if self.active else None)
+
     @contextmanager
-    def run(self, name: str, parent: RunHandle | None = None, tags: dict[str, str] | None = None
-            ) -> Iterator[RunHandle]:
-        """Open a run (a child when parent is given); it ends FINISHED, or FAILED if the body raises."""
+    def run(self, name: str, parent: RunHandle | None = None, tags: dict[str, str] | None = None,
+            run_id: str | None = None) -> Iterator[RunHandle]:
+        """Open a run (a child when parent is given; an existing one when run_id is given); it ends FINISHED,
+        or FAILED if the body raises."""
         handle = RunHandle(self, None)
-        if self.active:
+        if self.active and run_id is not None:
+            handle = RunHandle(self, run_id)
+            self._guard(self._client.update_run, run_id, "RUNNING")
+        elif self.active:
             all_tags = {"mlflow.runName": name, **(tags or {})}
             if parent is not None and parent.run_id:
                 all_tags[PARENT_TAG] = parent.run_id

@@ -106,7 +106,7 @@ def render(rows: pd.DataFrame, resolution: int = 64) -> torch.Tensor:
     sup = ((u / half_w).abs() ** expo + (v / half_h).abs() ** expo) ** (1 / expo)
     img = _over(img, _fill(fpx, (sup - 1) * half_h), skin)
     # Hair cap over the top of the head.
-    cap = torch.maximum(torch.sqrt((u / (half_w + 0.06)) ** 2 + ((v + 0.05) / (half_h + 0.10)) ** 2) - 1, v + 0.32)
+    cap = torch.maximum(torch.sqrt((u / (half_w + 0.06)) ** 2 + ((v + 0.05) / (half_h + 0.10)) ** 2) - 1, v + 0.42)
     img = _over(img, _fill(fpx, cap * 0.6), hair)
 
     eye_r = 0.075 + 0.02 * (3 - age).clamp(min=0) / 3
@@ -119,12 +119,12 @@ def render(rows: pd.DataFrame, resolution: int = 64) -> torch.Tensor:
     # Age: forehead lines appear at 30-39 and multiply with age; 40+ adds cheek lines.
     n_lines = ((age - 3).clamp(min=0) / 1.67).ceil().clamp(max=3)
     wrinkle = torch.full_like(u, 9.0)
-    for k in range(3):
-        d = _line(uf, v, -0.24, 0.24, -0.30 - 0.07 * k, 0.018)
+    for k in range(3):  # ~1 px thick at 32 px: thinner lines vanish under blur and the age cue with them
+        d = _line(uf, v, -0.24, 0.24, -0.25 - 0.065 * k, 0.028)
         wrinkle = torch.minimum(wrinkle, torch.where(n_lines > k, d, torch.full_like(d, 9.0)))
-    cheeks = torch.minimum(_line(uf, v, 0.24, 0.30, 0.16, 0.016), _line(uf, v, -0.30, -0.24, 0.16, 0.016))
+    cheeks = torch.minimum(_line(uf, v, 0.22, 0.32, 0.16, 0.025), _line(uf, v, -0.32, -0.22, 0.16, 0.025))
     wrinkle = torch.minimum(wrinkle, torch.where(age >= 5, cheeks, torch.full_like(cheeks, 9.0)))
-    img = _over(img, _fill(fpx, wrinkle), skin * 0.55)
+    img = _over(img, _fill(fpx, wrinkle), skin * 0.45)
 
     # Mouth: a wide upward arc with teeth when smiling, a short flat line otherwise.
     mouth_w = 0.13 + 0.11 * smile

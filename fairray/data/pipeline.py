@@ -1,0 +1,219 @@
+"""Ray Data labeling and balancing.
+
+label:   read Parquet -> decode + resize on CPU tasks (bad files become error rows) -> labeler actor pool
+         (GPU when the cluster has one, bf16) -> labeled Parquet (<head>, <head>_prob, labeler) + errors.parquet,
+         summary.json and distribution charts. Rows in == rows out, always.
+balance: exact undersampling to equal cell counts, or per-row weights 1/(K * share), over hard labels of one
+         attribute or an intersection (fair-distill's balanced sampler).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from fairray.config import BalanceConfig, LabelConfig
+from fairray.data.table import DATA_DIR, read_manifest, read_table, shard_paths, write_manifest
+from fairray.errors import FairrayError
+from fairray.labelers.base import Head
+from fairray.labelers.registry import input_size, load_labeler
+from fairray.ray_env import init_ray, resolve_device
+
+TRUE_SUFFIX = "_true"  # ground-truth labels that a labeler's predictions displace
+
+
+def _text(v: object) -> str | None:
+    """A string cell, or None for null (all-null Parquet columns arrive as NaN floats)."""
+    return v if isinstance(v, str) else None
+
+
+def ok_rows(batch: dict[str, np.ndarray]) -> np.ndarray:
+    """Rows without an error (an all-null error column comes back from Arrow as NaN floats, not None)."""
+    return np.array([_text(e) is None for e in batch["error"]], dtype=bool)
+
+
+def decode_batch_udf(batch: dict[str, np.ndarray], size: int, max_pixels: int) -> dict[str, np.ndarray]:
+    """CPU task: image bytes (or a path) -> uint8 pixels at the labeler's size; failures set `error`."""
+    from fairray.data.decode import decode_batch
+
+    n = len(batch["image_id"])
+    errors = [_text(e) for e in batch.get("error", [None] * n)]
+    paths = [_text(p) for p in batch.get("path", [None] * n)]
+    blobs = []
+    for i, blob in enumerate(batch["image"]):
+        blob = blob if isinstance(blob, bytes | bytearray) else None
+        if blob is None and paths[i] is not None:
+            p = Path(paths[i])
+            blob = p.read_bytes() if p.is_file() else None
+            if blob is None and errors[i] is None:
+                errors[i] = f"file not found: {paths[i]}"
+        blobs.append(blob if errors[i] is None else None)
+    pixels, decode_errors = decode_batch(blobs, size, max_pixels)
+    batch["error"] = np.array([e if e is not None else d for e, d in zip(errors, decode_errors, strict=True)],
+                              dtype=object)
+    batch["path"] = np.array(paths, dtype=object)
+    batch["pixels"] = pixels
+    return batch
+
+
+class LabelActor:
+    """One labeler per actor (loaded once); predicts only rows that decoded."""
+
+    def __init__(self, spec: str, device: str):
+        self.labeler = load_labeler(spec, device)
+        self.spec = spec
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+        pixels = batch.pop("pixels")
+        ok = ok_rows(batch)
+        batch["error"] = np.array([_text(e) for e in batch["error"]], dtype=object)
+        probs = self.labeler.predict_proba(pixels[ok]) if ok.any() else {}
+        cols = {k: pa.array(list(v), type=pa.string() if k in ("error", "path") else None) if v.dtype == object
+                else pa.array(v) for k, v in batch.items()}
+        for head in self.labeler.heads:
+            if head.name in cols and head.name + TRUE_SUFFIX not in cols:
+                cols[head.name + TRUE_SUFFIX] = cols.pop(head.name)
+            p = np.full((len(ok), len(head.classes)), np.nan, np.float32)
+            if ok.any():
+                p[ok] = probs[head.name]
+            codes = np.asarray(head.codes)[np.nan_to_num(p).argmax(1)]
+            cols[head.name] = pa.array(codes, mask=~ok, type=pa.int64())
+            cols[head.name + "_prob"] = pa.array([list(r) if k else None for r, k in zip(p, ok, strict=True)],
+                                                 type=pa.list_(pa.float32()))
+        cols["labeler"] = pa.array([self.spec] * len(ok))
+        return pa.table(cols)
+
+
+def label(cfg: LabelConfig, out: Path) -> dict:
+    import ray
+
+    out = Path(out)
+    paths = [str(p) for p in shard_paths(Path(cfg.dataset))]
+    probe = load_labeler(cfg.labeler, "cpu")  # fail fast on a bad spec/checkpoint, before any Ray work
+    heads, size = probe.heads, input_size(probe)
+    init_ray(cfg.ray.address)
+    device = resolve_device(cfg.ray.device)
+    gpus = 1 if device == "cuda" else 0
+    n_actors = cfg.actors or (max(1, int(ray.cluster_resources().get("GPU", 0))) if gpus else 1)
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True  # output rows line up with input rows
+    ds = ray.data.read_parquet(paths)
+    ds = ds.map_batches(decode_batch_udf, batch_format="numpy", batch_size=cfg.batch_size, num_cpus=0.5,
+                        fn_kwargs={"size": size, "max_pixels": cfg.max_pixels})
+    ds = ds.map_batches(LabelActor, fn_constructor_kwargs={"spec": cfg.labeler, "device": device},
+                        batch_format="numpy", batch_size=cfg.batch_size, num_gpus=gpus, num_cpus=0.5,
+                        compute=ray.data.ActorPoolStrategy(size=n_actors))
+    if (out / DATA_DIR).exists():
+        raise FairrayError(f"{out / DATA_DIR} exists; choose a new --out")
+    ds.write_parquet(str(out / DATA_DIR))
+    return summarize(cfg, out, heads)
+
+
+def _shares(values: pd.Series, head: Head) -> np.ndarray:
+    counts = np.array([(values == c).sum() for c in head.codes], dtype=np.float64)
+    return counts / max(counts.sum(), 1)
+
+
+def summarize(cfg: LabelConfig, out: Path, heads: tuple[Head, ...]) -> dict:
+    """summary.json, errors.parquet and charts: labeled vs ground truth vs reference vs uniform."""
+    from fairray.report import fig_png, shares_figure
+
+    names = [h.name for h in heads]
+    df = read_table(out, columns=None)
+    df = df.drop(columns=[c for c in ("image",) if c in df.columns])
+    n_in = sum(pq_rows(p) for p in shard_paths(Path(cfg.dataset)))
+    errors = df[df.error.notna()][["image_id", *[c for c in ("path",) if c in df.columns], "error"]]
+    errors.to_parquet(out / "errors.parquet", index=False)
+    ref = None
+    if cfg.reference:
+        ref_cols = [c for c in names if c in pd.read_parquet(shard_paths(Path(cfg.reference))[0]).columns]
+        ref = read_table(Path(cfg.reference), columns=ref_cols)
+    summary: dict = {"rows_in": n_in, "rows_out": len(df), "errors": len(errors), "labeler": cfg.labeler,
+                     "heads": {}}
+    tables = {}
+    for h in heads:
+        cols = {"labeled": _shares(df[h.name], h)}
+        entry = {"classes": list(h.classes), "shares": cols["labeled"].round(4).tolist()}
+        if h.name + TRUE_SUFFIX in df.columns:
+            ok = df[h.name].notna() & df[h.name + TRUE_SUFFIX].notna()
+            cols["ground truth"] = _shares(df.loc[ok, h.name + TRUE_SUFFIX], h)
+            entry["agreement_with_ground_truth"] = float((df.loc[ok, h.name] == df.loc[ok, h.name + TRUE_SUFFIX]).mean())
+        if ref is not None and h.name in ref.columns:
+            cols["reference"] = _shares(ref[h.name], h)
+        cols["uniform"] = np.full(len(h.classes), 1 / len(h.classes))
+        summary["heads"][h.name] = entry
+        tables[h.name] = pd.DataFrame(cols, index=list(h.classes))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    fig_png(shares_figure(tables, f"{Path(cfg.dataset).name} labeled by {cfg.labeler.split(':')[0]}"),
+            out / "distributions.png")
+    write_manifest(out, read_manifest(Path(cfg.dataset)) | {"labeled_by": cfg.labeler, "rows": len(df)})
+    if len(df) != n_in:
+        raise FairrayError(f"labeling lost rows: {n_in} in, {len(df)} out")  # a bug, never a user mistake
+    return summary
+
+
+def pq_rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def select_balanced(labels: pd.DataFrame, by: list[str], seed: int) -> pd.Index:
+    """Exactly min-cell-count rows from every observed cell of `by` (rows without a label are left out)."""
+    labels = labels.dropna(subset=by)
+    n = labels.groupby(by).size().min()
+    return labels.groupby(by, group_keys=False).sample(n=int(n), random_state=seed).index
+
+
+def balance_weights(labels: pd.DataFrame, by: list[str]) -> np.ndarray:
+    """w = 1 / (K * share(cell)): every cell gets equal total weight; unlabeled rows get 0; mean 1 over labeled."""
+    ok = labels[by].notna().all(axis=1)
+    w = np.zeros(len(labels))
+    share = labels[ok].groupby(by)[by[0]].transform("size") / ok.sum()
+    k = labels[ok].groupby(by).ngroups
+    w[ok.to_numpy()] = 1.0 / (k * share.to_numpy())
+    return w
+
+
+def _reweight(batch: pd.DataFrame, weights: pd.Series) -> pd.DataFrame:
+    """Keep rows listed in weights and set their weight column."""
+    batch = batch[batch.image_id.isin(weights.index)].copy()
+    batch["weight"] = weights.loc[batch.image_id].to_numpy()
+    return batch
+
+
+def balance(cfg: BalanceConfig, out: Path) -> dict:
+    import ray
+
+    out = Path(out)
+    paths = [str(p) for p in shard_paths(Path(cfg.dataset))]
+    labels = read_table(Path(cfg.dataset), columns=["image_id", *cfg.by])
+    init_ray(cfg.ray.address)
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True
+    ds = ray.data.read_parquet(paths)
+    if cfg.mode == "undersample":
+        keep = labels.loc[select_balanced(labels, cfg.by, cfg.seed), "image_id"]
+        weights = pd.Series(1.0, index=keep.to_numpy())
+    else:
+        weights = pd.Series(balance_weights(labels, cfg.by), index=labels.image_id.to_numpy())
+    # fn_kwargs travel through the object store once, not once per row
+    ds = ds.map_batches(_reweight, batch_format="pandas", num_cpus=0.5, fn_kwargs={"weights": weights})
+    if (out / DATA_DIR).exists():
+        raise FairrayError(f"{out / DATA_DIR} exists; choose a new --out")
+    ds.write_parquet(str(out / DATA_DIR))
+    result = read_table(out, columns=["image_id", "weight", *cfg.by])
+    cells = result.groupby(cfg.by).agg(rows=("image_id", "size"), weight=("weight", "sum"))
+    cells["weighted_share"] = cells.weight / cells.weight.sum()
+    summary = {"mode": cfg.mode, "by": cfg.by, "rows_in": len(labels), "rows_out": len(result),
+               "cells": {" & ".join(map(str, np.atleast_1d(k))): {"rows": int(r.rows),
+                                                                  "weighted_share": float(r.weighted_share)}
+                         for k, r in cells.iterrows()}}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_manifest(out, read_manifest(Path(cfg.dataset)) | {"balanced": {"by": cfg.by, "mode": cfg.mode},
+                                                            "rows": len(result)})
+    return summary

@@ -1,0 +1,112 @@
+"""attrclf (Ray Train) -> labeling (Ray Data actor pool) -> balancing, on SynthFaces with exact ground truth."""
+
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from fairray.config import AttrClfConfig, BalanceConfig, LabelConfig, SynthConfig
+from fairray.data import synth_dataset
+from fairray.data.pipeline import balance, label
+from fairray.data.table import ShardWriter, read_table, shard_paths
+from fairray.errors import FairrayError
+from fairray.labelers.attrclf import AttrClfLabeler
+from fairray.train import attrclf
+
+HEADS = ["gender", "tone4", "Young", "Smiling", "Eyeglasses", "hair"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, ray_local):
+    out = tmp_path_factory.mktemp("attrclf")
+    cfg = AttrClfConfig(synth=SynthConfig(n=6000, bias="none", perc=0.0, val_frac=0.1, test_frac=0.2),
+                        heads=HEADS, epochs=4, blocks=[1, 1, 1, 1])
+    metrics = attrclf.run(cfg, out, progress=False)
+    return out / "attrclf", metrics
+
+
+@pytest.fixture(scope="module")
+def biased(tmp_path_factory):
+    out = tmp_path_factory.mktemp("biased")
+    synth_dataset.build(SynthConfig(n=2000, perc=0.0, val_frac=0, test_frac=0, seed=11), out, progress=False)
+    return out
+
+
+def test_attrclf_accuracy_and_calibration_report(trained):
+    path, metrics = trained
+    for h in HEADS:
+        assert metrics[f"acc_{h}_test"] >= 0.95, (h, metrics)
+        assert metrics[f"ece_{h}_test"] < 0.05
+    for f in ("model.pt", "metrics.json", "calibration.png", "accuracy_by_group.csv"):
+        assert (path / f).stat().st_size > 0
+    by_group = pd.read_csv(path / "accuracy_by_group.csv")
+    assert set(by_group.group) == {"gender", "tone4"} and by_group.accuracy.min() > 0.8
+    lab = AttrClfLabeler(path)
+    probs = lab.predict_proba(np.zeros((3, 64, 64, 3), np.uint8))  # any size: resized on the device
+    assert probs["hair"].shape == (3, 4) and np.allclose(probs["gender"].sum(1), 1, atol=1e-5)
+
+
+def bad_blobs(good_png: bytes) -> list[tuple[str, bytes | None]]:
+    jpg = io.BytesIO()
+    Image.new("RGB", (40, 40), (200, 10, 10)).save(jpg, format="JPEG")
+    return [("empty", b""), ("text", b"hello, not an image"), ("truncated", good_png[: len(good_png) // 2]),
+            ("none", None), ("random", bytes(np.random.default_rng(0).integers(0, 256, 500, dtype=np.uint8))),
+            ("jpeg_ok", jpg.getvalue())]
+
+
+def test_label_keeps_every_row_marks_bad_ones_and_reads_90_10(trained, biased, tmp_path):
+    path, _ = trained
+    # a copy of the biased set plus one shard of bad and odd rows
+    src = tmp_path / "src"
+    good = read_table(biased)
+    writer = ShardWriter(src)
+    writer.write(good)
+    extras = good.iloc[:6].copy()
+    extras["image_id"] = [f"bad-{k}" for k, _ in bad_blobs(good.image.iloc[0])]
+    extras["image"] = [b for _, b in bad_blobs(good.image.iloc[0])]
+    writer.write(extras)
+    out = tmp_path / "labeled"
+    summary = label(LabelConfig(dataset=str(src), labeler=f"attrclf:{path}", batch_size=128), out)
+    df = read_table(out, columns=["image_id", "error", "gender", "gender_true", "gender_prob", "labeler"])
+    assert len(df) == len(good) + 6 == summary["rows_out"] == summary["rows_in"]
+    assert sorted(df.image_id) == sorted(good.image_id.tolist() + extras.image_id.tolist())  # every row, once
+    bad = df[df.error.notna()]
+    assert sorted(bad.image_id) == sorted(f"bad-{k}" for k in ("empty", "text", "truncated", "none", "random"))
+    assert bad.gender.isna().all() and bad.gender_prob.isna().all()
+    assert len(pd.read_parquet(out / "errors.parquet")) == 5 == summary["errors"]
+    ok = df[df.error.isna() & df.image_id.str.startswith("sf")]
+    assert (ok.gender == ok.gender_true).mean() >= 0.95
+    share = summary["heads"]["gender"]["shares"][1]
+    assert abs(share - 0.1) <= 0.02, summary["heads"]["gender"]  # the 90_10 chart reads 90/10
+    assert (out / "distributions.png").stat().st_size > 10_000
+    assert json.loads((out / "summary.json").read_text())["heads"]["gender"]["agreement_with_ground_truth"] >= 0.95
+
+
+def test_balance_undersample_exact_and_weights(trained, biased, tmp_path):
+    path, _ = trained
+    labeled = tmp_path / "labeled"
+    label(LabelConfig(dataset=str(biased), labeler=f"attrclf:{path}"), labeled)
+    labels = read_table(labeled, columns=["gender"])
+    s = balance(BalanceConfig(dataset=str(labeled), by=["gender"]), tmp_path / "under")
+    out = read_table(tmp_path / "under", columns=["gender", "weight"])
+    n_min = labels.gender.value_counts().min()
+    assert out.gender.value_counts().to_dict() == {0: n_min, 1: n_min}  # exactly 50/50
+    assert s["rows_out"] == 2 * n_min
+    balance(BalanceConfig(dataset=str(labeled), by="gender", mode="weights"), tmp_path / "w")
+    w = read_table(tmp_path / "w", columns=["gender", "weight"])
+    assert len(w) == len(labels)
+    share = w.loc[w.gender == 1, "weight"].sum() / w.weight.sum()
+    assert abs(share - 0.5) <= 0.01 and abs(w.weight.mean() - 1) < 1e-9
+    s = balance(BalanceConfig(dataset=str(labeled), by="gender,tone4"), tmp_path / "inter")
+    assert len({c["rows"] for c in s["cells"].values()}) == 1 and len(s["cells"]) == 8
+
+
+def test_label_errors_are_user_errors(tmp_path, biased):
+    with pytest.raises(FairrayError, match="no attrclf checkpoint"):
+        label(LabelConfig(dataset=str(biased), labeler=f"attrclf:{tmp_path}/nope"), tmp_path / "o")
+    with pytest.raises(FairrayError, match="unknown labeler kind"):
+        label(LabelConfig(dataset=str(biased), labeler="magic:x"), tmp_path / "o")
+    assert shard_paths(biased)
