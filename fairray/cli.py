@@ -13,7 +13,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fairray.config import Cfg, DemoConfig, SynthConfig, dump_config, load_config
+from fairray.config import (
+    AttrClfConfig,
+    BalanceConfig,
+    Cfg,
+    DemoConfig,
+    GanConfig,
+    LabelConfig,
+    ReweightConfig,
+    SynthConfig,
+    dump_config,
+    load_config,
+)
 from fairray.errors import FairrayError
 
 app = typer.Typer(help="fairray: fair generative face data on Ray, tracked in MLflow.", no_args_is_help=True,
@@ -120,13 +131,141 @@ def info(
     out_console.print(f"chart: {png}")
 
 
+@app.command("train-attrclf")
+@user_errors
+def train_attrclf(config: ConfigOpt = None, set_: SetOpt = None, dry_run: DryRunOpt = False,
+                  out: OutOpt = None) -> None:
+    """Train fairray's attribute classifier (the `attrclf` labeler) with Ray Train; calibrate and report."""
+    from fairray.train import attrclf
+
+    cfg = resolve(AttrClfConfig, config, set_, dry_run)
+    if cfg is None:
+        return
+    out = default_out("train-attrclf", out)
+    metrics = attrclf.run(cfg, out)
+    table = Table("head", "test accuracy", "ECE (calibrated)", "ECE (raw)", title="attrclf on held-out test")
+    for h in cfg.heads:
+        table.add_row(h, f"{metrics[f'acc_{h}_test']:.3f}", f"{metrics[f'ece_{h}_test']:.3f}",
+                      f"{metrics[f'ece_{h}_test_uncalibrated']:.3f}")
+    out_console.print(table)
+    out_console.print(f"labeler: {out / 'attrclf'}  (use --labeler attrclf:{out / 'attrclf'})")
+
+
 @app.command()
 @user_errors
-def demo(config: ConfigOpt = None, set_: SetOpt = None, dry_run: DryRunOpt = False, out: OutOpt = None) -> None:
+def label(
+    dataset: Annotated[str, typer.Argument(help="Dataset directory to label.")],
+    labeler: Annotated[str, typer.Option(help="attrclf:DIR | fairface:FILE[:race4] | clip:MODEL:FILE")],
+    reference: Annotated[str | None, typer.Option(help="Dataset to compare distributions with.")] = None,
+    config: ConfigOpt = None, set_: SetOpt = None, dry_run: DryRunOpt = False, out: OutOpt = None,
+) -> None:
+    """Label a dataset with a labeler actor pool (Ray Data); rows in == rows out, bad files marked."""
+    from fairray.data.pipeline import label as run_label
+
+    extra = [f"dataset={dataset}", f"labeler={labeler}"] + ([f"reference={reference}"] if reference else [])
+    cfg = resolve(LabelConfig, config, extra + (set_ or []), dry_run)
+    if cfg is None:
+        return
+    out = default_out("label", out)
+    s = run_label(cfg, out)
+    table = Table("head", "labeled shares", "agreement with ground truth", title=f"{s['rows_out']:,} rows labeled")
+    for h, e in s["heads"].items():
+        shares = " ".join(f"{c}:{v:.3f}" for c, v in zip(e["classes"], e["shares"], strict=True))
+        agree = e.get("agreement_with_ground_truth")
+        table.add_row(h, shares, "-" if agree is None else f"{agree:.3f}")
+    out_console.print(table)
+    out_console.print(f"{s['errors']} row(s) with errors (see {out / 'errors.parquet'}); "
+                      f"charts: {out / 'distributions.png'}; data: {out / 'data'}")
+
+
+@app.command()
+@user_errors
+def balance(
+    dataset: Annotated[str, typer.Argument(help="Labeled dataset directory.")],
+    by: Annotated[str, typer.Option(help="Attribute or intersection to balance, e.g. gender or tone4,gender.")],
+    mode: Annotated[str, typer.Option(help="undersample (exact equal counts) or weights (1/(K*share)).")
+                    ] = "undersample",
+    config: ConfigOpt = None, set_: SetOpt = None, dry_run: DryRunOpt = False, out: OutOpt = None,
+) -> None:
+    """Balance a labeled set over an attribute or an intersection (Ray Data)."""
+    from fairray.data.pipeline import balance as run_balance
+
+    cfg = resolve(BalanceConfig, config, [f"dataset={dataset}", f"by={by}", f"mode={mode}"] + (set_ or []),
+                  dry_run)
+    if cfg is None:
+        return
+    out = default_out("balance", out)
+    s = run_balance(cfg, out)
+    table = Table("cell", "rows", "weighted share", title=f"{cfg.mode}: {s['rows_in']:,} -> {s['rows_out']:,} rows")
+    for cell, e in s["cells"].items():
+        table.add_row(cell, f"{e['rows']:,}", f"{e['weighted_share']:.3f}")
+    out_console.print(table)
+    out_console.print(f"data: {out / 'data'}")
+
+
+debias_app = typer.Typer(help="Debiasing methods: fairgen density-ratio weights, ...", no_args_is_help=True)
+app.add_typer(debias_app, name="debias")
+
+
+@debias_app.command("ratio")
+@user_errors
+def debias_ratio(
+    dataset: Annotated[str, typer.Argument(help="Dataset with biased + reference rows (fairray synth, perc > 0).")],
+    config: ConfigOpt = None, set_: SetOpt = None, dry_run: DryRunOpt = False, out: OutOpt = None,
+) -> None:
+    """fairgen: train + calibrate a reference-vs-biased classifier; write w = D/(1-D) as the weight column."""
+    from fairray.debias import reweight
+
+    cfg = resolve(ReweightConfig, config, [f"dataset={dataset}"] + (set_ or []), dry_run)
+    if cfg is None:
+        return
+    out = default_out("debias-ratio", out)
+    r = reweight.run(cfg, out)
+    out_console.print(f"density-ratio classifier: balanced acc {r['ratio_clf_balanced_acc_val']:.3f}, "
+                      f"ECE {r['ratio_clf_ece_val_raw']:.3f} raw -> {r['ratio_clf_ece_val']:.3f} {cfg.calibration}; "
+                      f"weights clipped at {r['clip_max']:.2f}")
+    for k, v in r["weights"].items():
+        out_console.print(f"  {k}: {v}")
+    out_console.print(f"weighted data: {out / 'data'}  calibration plot: {out / 'ratio_calibration.png'}")
+
+
+@app.command("train-gan")
+@user_errors
+def train_gan(
+    labeler: Annotated[str | None, typer.Option(help="Labeler for fairness metrics, e.g. attrclf:DIR.")] = None,
+    config: ConfigOpt = None, set_: SetOpt = None, dry_run: DryRunOpt = False, out: OutOpt = None,
+) -> None:
+    """Train a GAN with Ray Train DDP (optionally fairgen-reweighted); re-run with the same --out and name resumes."""
+    from fairray.train import gan
+
+    cfg = resolve(GanConfig, config, set_, dry_run)
+    if cfg is None:
+        return
+    out = default_out("train-gan", out)
+    m = gan.run(cfg, out, labeler)
+    for k, v in m.items():
+        if not k.endswith(("_lo", "_hi")):
+            out_console.print(f"  {k}: {v:.4f}" if isinstance(v, float) else f"  {k}: {v}")
+    out_console.print(f"samples: {out / (cfg.name + '_grid.png')}")
+
+
+@app.command()
+@user_errors
+def demo(
+    quick: Annotated[bool, typer.Option("--quick", help="Smaller data and shorter GANs (about 2 minutes).")] = False,
+    full: Annotated[bool, typer.Option("--full", help="Bigger data and longer GANs (tens of minutes).")] = False,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    config: ConfigOpt = None, set_: SetOpt = None, dry_run: DryRunOpt = False, out: OutOpt = None,
+) -> None:
     """Run the end-to-end tour on SynthFaces and write report.html (local Ray, local MLflow)."""
+    from fairray.config import DEMO_PRESETS
     from fairray.demo import run_demo
 
-    cfg = resolve(DemoConfig, config, set_, dry_run)
+    if quick and full:
+        raise FairrayError("--quick and --full exclude each other")
+    preset = DEMO_PRESETS["quick"] if quick else DEMO_PRESETS["full"] if full else []
+    devices = [f"{k}.ray.device={device}" for k in ("attrclf", "gan")]
+    cfg = resolve(DemoConfig, config, preset + devices + (set_ or []), dry_run)
     if cfg is None:
         return
     out = default_out("demo", out)

@@ -104,11 +104,12 @@ class ReweightConfig(Cfg):
 
     dataset: str = Field(..., description="dataset with `subset` biased/reference rows (fairray synth, perc > 0)")
     resolution: Literal[32, 64, 128] = 32
-    width: int = Field(16, ge=4)
-    blocks: list[int] = Field(default_factory=lambda: [1, 1, 1, 1], min_length=1)
-    epochs: int = Field(3, ge=1, description="passes over the biased train rows")
+    width: int = Field(8, ge=4)
+    blocks: list[int] = Field(default_factory=lambda: [1, 1, 1], min_length=1)
+    epochs: int = Field(8, ge=1, description="passes over the biased train rows; the best val-NLL epoch is kept")
     batch_size: int = Field(200, ge=2, description="half reference, half biased (fairgen: 100 + 100)")
     lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(1e-2, ge=0)
     calibration: Literal["temperature", "isotonic", "none"] = "temperature"
     clip_quantile: float = Field(0.99, gt=0, le=1, description="weights above this quantile are clipped")
     report_attributes: list[str] = Field(default_factory=lambda: ["gender"])
@@ -121,7 +122,7 @@ class GanConfig(Cfg):
 
     dataset: str | None = Field(None, description="canonical dataset dir (train split: biased + reference rows)")
     name: str = Field("gan", description="run name: re-running with the same name and --out resumes")
-    model: Literal["dcgan", "biggan"] = "dcgan"
+    model: Literal["dcgan"] = "dcgan"
     resolution: Literal[32, 64, 128] = 32
     width: int = Field(32, ge=4, description="base channel width of G and D")
     z_dim: int = Field(64, ge=2)
@@ -140,6 +141,7 @@ class GanConfig(Cfg):
         "none", description="fairgen: weight D's real loss by w^alpha, or sample real batches with p ~ w^alpha")
     alpha: float = Field(1.0, ge=0, description="flattening power on the importance weights")
     eval_attributes: list[str] = Field(default_factory=lambda: ["gender"], description="fairness measured on")
+    fault_at_kimg: float | None = Field(None, description="chaos test: the last rank exits hard once at this kimg")
     seed: int = 0
     ray: RayConfig = Field(default_factory=RayConfig)
     tracking: TrackingConfig = Field(default_factory=lambda: TrackingConfig(experiment="fairray-gan"))

@@ -23,7 +23,14 @@ from fairray.data.loading import load_split
 from fairray.data.table import read_table
 from fairray.errors import FairrayError
 from fairray.models.classifiers import AttributeClassifier, ClassifierConfig
-from fairray.ray_env import init_ray, quiet_train_worker, resolve_device, train_run_config, worker_resources
+from fairray.ray_env import (
+    cluster_cpus,
+    init_ray,
+    quiet_train_worker,
+    resolve_device,
+    train_run_config,
+    worker_resources,
+)
 
 IGNORE = -100
 GROUP_COLUMNS = ("gender", "tone4")
@@ -102,6 +109,7 @@ def train_loop(config: dict) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.manual_seed(cfg.seed)
     device = ray.train.torch.get_device()
+    torch.set_num_threads(config["threads"])  # Ray pins workers to 1 thread; use the CPUs this job owns
     x_tr, df_tr = load_split(Path(config["dataset"]), "train", list(codes), rank, world, cfg.resolution)
     y_tr = targets(df_tr, codes)
     if rank == 0:
@@ -167,7 +175,8 @@ def fit(cfg: AttrClfConfig, dataset: Path, out: Path, name: str = "attrclf") -> 
     codes = head_codes(dataset, cfg.heads)
     trainer = TorchTrainer(
         train_loop,
-        train_loop_config={"cfg": cfg.model_dump(mode="json"), "codes": codes, "dataset": str(Path(dataset).resolve())},
+        train_loop_config={"cfg": cfg.model_dump(mode="json"), "codes": codes, "dataset": str(Path(dataset).resolve()),
+                           "threads": max(1, int(cluster_cpus() // cfg.ray.workers))},
         scaling_config=ScalingConfig(num_workers=cfg.ray.workers, use_gpu=use_gpu,
                                      resources_per_worker=worker_resources(cfg.ray.workers, use_gpu)),
         run_config=train_run_config(name, str((Path(out) / "ray_results").resolve())),

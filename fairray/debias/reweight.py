@@ -1,0 +1,214 @@
+"""fairgen importance weights, done right: a calibrated, clipped density-ratio classifier + a Ray Data pass.
+
+1. Train a small classifier to tell reference rows (y=1) from biased rows (y=0) on class-balanced batches
+   (fairgen: 100 + 100), so its odds estimate p_ref(x) / p_bias(x) with gamma = 1.
+2. Calibrate it on held-out rows (temperature scaling, or isotonic), because fairgen's uncalibrated ratios
+   explode at perc 0.1 and the GAN collapses (fairgen issue #7); log the reliability diagram.
+3. A Ray Data pass writes w(x) = clip(D / (1 - D)) into the `weight` column of every biased row; reference rows
+   keep weight 1, as in fairgen. The flattening power alpha is applied at training time.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from fairray.config import ReweightConfig
+from fairray.data.loading import load_split
+from fairray.data.table import DATA_DIR, read_manifest, read_table, shard_paths, write_manifest
+from fairray.errors import FairrayError
+from fairray.models.classifiers import AttributeClassifier, ClassifierConfig
+
+HEAD = "is_reference"
+
+
+def _xy(dataset: Path, split: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    images, df = load_split(dataset, split, ["subset"], size=size)
+    if not {"biased", "reference"} <= set(df.subset):
+        raise FairrayError(f"{dataset} split {split!r} needs both biased and reference rows (fairray synth "
+                           "with perc > 0, or a dataset with a `subset` column)")
+    return torch.from_numpy(images), torch.tensor((df.subset == "reference").to_numpy(), dtype=torch.long)
+
+
+def _logits(model: AttributeClassifier, x: torch.Tensor, batch: int = 512) -> np.ndarray:
+    model.eval()
+    with torch.no_grad():
+        return np.concatenate([model(x[i:i + batch].permute(0, 3, 1, 2).float().div(255))[HEAD].numpy()
+                               for i in range(0, len(x), batch)])
+
+
+def _balanced_val(dataset: Path, size: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
+    """Equal numbers of reference and biased val rows: the prior the ratio formula assumes (gamma = 1)."""
+    x, y = _xy(dataset, "val", size)
+    g = np.random.default_rng(seed)
+    ref, bias = np.flatnonzero(y.numpy() == 1), np.flatnonzero(y.numpy() == 0)
+    n = min(len(ref), len(bias))
+    keep = np.concatenate([g.choice(ref, n, replace=False), g.choice(bias, n, replace=False)])
+    return x[keep], y[keep].numpy()
+
+
+def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Flips and small shifts: with a reference set of a few thousand images a CNN otherwise memorises which
+    images are `reference` and its ratios become meaningless."""
+    if torch.rand(1, generator=g) < 0.5:
+        x = x.flip(3)
+    dx, dy = (int(v) for v in torch.randint(-2, 3, (2,), generator=g))
+    return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+
+
+def train_classifier(cfg: ReweightConfig, dataset: Path) -> tuple[AttributeClassifier, dict]:
+    """Class-balanced training of the reference-vs-biased classifier with early stopping on balanced val NLL."""
+    torch.manual_seed(cfg.seed)
+    x, y = _xy(dataset, "train", cfg.resolution)
+    xv, yv = _balanced_val(dataset, cfg.resolution, cfg.seed)
+    model = AttributeClassifier(ClassifierConfig({HEAD: 2}, cfg.resolution, cfg.width, tuple(cfg.blocks)))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ref, bias = torch.nonzero(y == 1).flatten(), torch.nonzero(y == 0).flatten()
+    g = torch.Generator().manual_seed(cfg.seed)
+    half = cfg.batch_size // 2
+    steps_per_epoch = max(1, len(bias) // half)
+    t0 = time.perf_counter()
+    best, best_nll, best_epoch = None, float("inf"), -1
+    for epoch in range(cfg.epochs):
+        model.train()
+        for _ in range(steps_per_epoch):
+            idx = torch.cat([ref[torch.randint(len(ref), (half,), generator=g)],
+                             bias[torch.randint(len(bias), (half,), generator=g)]])
+            xb = _augment(x[idx].permute(0, 3, 1, 2).float().div(255), g)
+            loss = F.cross_entropy(model(xb)[HEAD], y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        nll = float(F.cross_entropy(torch.from_numpy(_logits(model, xv)), torch.from_numpy(yv)))
+        if nll < best_nll:
+            best, best_nll, best_epoch = copy.deepcopy(model.state_dict()), nll, epoch
+    model.load_state_dict(best)
+    return model, {"ratio_clf_epochs_run": cfg.epochs, "ratio_clf_best_epoch": best_epoch,
+                   "ratio_clf_val_nll": best_nll, "ratio_clf_seconds": time.perf_counter() - t0}
+
+
+def calibrate(cfg: ReweightConfig, model: AttributeClassifier, dataset: Path, out: Path) -> tuple[dict, dict]:
+    """Fit the calibration map on a class-balanced val subsample; report balanced accuracy and ECE."""
+    from fairray.debias.density_ratio import fit_isotonic
+    from fairray.metrics.calibration import calibrated_probs, ece, fit_temperature, reliability_figure
+    from fairray.report import fig_png
+
+    xv, labels = _balanced_val(dataset, cfg.resolution, cfg.seed)
+    logits = _logits(model, xv)
+    g = np.random.default_rng(cfg.seed + 1)
+    # Fit the calibration map on one half, report on the other: no optimistic ECE.
+    perm = g.permutation(len(labels))
+    fit_i, rep_i = perm[: len(perm) // 2], perm[len(perm) // 2:]
+    raw = calibrated_probs(logits)
+    calib: dict = {"method": cfg.calibration, "temperature": 1.0}
+    if cfg.calibration == "temperature":
+        calib["temperature"] = fit_temperature(logits[fit_i], labels[fit_i])
+        probs = calibrated_probs(logits, calib["temperature"])
+    elif cfg.calibration == "isotonic":
+        iso = fit_isotonic(raw[fit_i, 1], labels[fit_i])
+        calib["isotonic"] = iso
+        p1 = np.clip(iso.predict(raw[:, 1]), 0, 1)
+        probs = np.stack([1 - p1, p1], 1)
+    else:
+        probs = raw
+    report = {
+        "ratio_clf_balanced_acc_val": float(np.mean([(raw[rep_i].argmax(1) == labels[rep_i])[labels[rep_i] == c].mean()
+                                                     for c in (0, 1)])),
+        "ratio_clf_ece_val_raw": ece(raw[rep_i], labels[rep_i]),
+        "ratio_clf_ece_val": ece(probs[rep_i], labels[rep_i]),
+    }
+    fig_png(reliability_figure({"raw": (raw[rep_i], labels[rep_i]), cfg.calibration: (probs[rep_i], labels[rep_i])},
+                               title="density-ratio classifier (held-out, class-balanced)"),
+            out / "ratio_calibration.png")
+    return calib, report
+
+
+class WeightActor:
+    """Ray Data actor: density-ratio weights for a batch of decoded rows."""
+
+    def __init__(self, state: dict, calib: dict, clip_max: float):
+        self.model = AttributeClassifier(ClassifierConfig(**state["config"])).eval()
+        self.model.load_state_dict(state["state_dict"])
+        self.calib, self.clip_max = calib, clip_max
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from fairray.data.pipeline import ok_rows
+        from fairray.debias.density_ratio import density_ratio
+
+        pixels = batch.pop("pixels")
+        p = ratio_probs(self.model, self.calib, pixels)
+        w = np.minimum(density_ratio(p), self.clip_max)
+        is_ref = batch["subset"] == "reference"
+        ok = ok_rows(batch)
+        batch["ratio_prob"] = np.where(ok, p, np.nan).astype(np.float32)
+        batch["weight"] = np.where(is_ref, 1.0, np.where(ok, w, 0.0))
+        return batch
+
+
+def ratio_probs(model: AttributeClassifier, calib: dict, pixels: np.ndarray) -> np.ndarray:
+    """Calibrated P(reference | x) for uint8 NHWC pixels."""
+    from fairray.metrics.calibration import calibrated_probs
+
+    logits = _logits(model, torch.from_numpy(np.ascontiguousarray(pixels)))
+    if calib["method"] == "isotonic":
+        return np.clip(calib["isotonic"].predict(calibrated_probs(logits)[:, 1]), 0, 1)
+    return calibrated_probs(logits, calib["temperature"])[:, 1]
+
+
+def run(cfg: ReweightConfig, out: Path) -> dict:
+    """Train + calibrate the ratio classifier, then write the dataset with a `weight` column (Ray Data)."""
+    import ray
+
+    from fairray.data.pipeline import decode_batch_udf
+    from fairray.ray_env import init_ray
+
+    out = Path(out)
+    dataset = Path(cfg.dataset)
+    if (out / DATA_DIR).exists():
+        raise FairrayError(f"{out / DATA_DIR} exists; choose a new --out")
+    out.mkdir(parents=True, exist_ok=True)
+    model, report = train_classifier(cfg, dataset)
+    calib, cal_report = calibrate(cfg, model, dataset, out)
+    report |= cal_report
+    # clip at the q-quantile of the biased-train ratios (fairgen's tails are what blow the GAN up)
+    x_b, y_b = _xy(dataset, "train", cfg.resolution)
+    from fairray.debias.density_ratio import density_ratio
+
+    w_train = density_ratio(ratio_probs(model, calib, x_b[y_b == 0].numpy()))
+    clip_max = float(np.quantile(w_train, cfg.clip_quantile))
+    state = {"config": {"heads": {HEAD: 2}, "resolution": cfg.resolution, "width": cfg.width,
+                        "blocks": tuple(cfg.blocks)}, "state_dict": model.state_dict()}
+    init_ray(cfg.ray.address)
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    ds = ray.data.read_parquet([str(p) for p in shard_paths(dataset)])
+    ds = ds.map_batches(decode_batch_udf, batch_format="numpy", batch_size=256, num_cpus=0.5,
+                        fn_kwargs={"size": cfg.resolution, "max_pixels": 50_000_000})
+    ds = ds.map_batches(WeightActor, fn_constructor_kwargs={"state": state, "calib": calib, "clip_max": clip_max},
+                        batch_format="numpy", batch_size=256, num_cpus=0.5,
+                        compute=ray.data.ActorPoolStrategy(size=1))
+    ds.write_parquet(str(out / DATA_DIR))
+    df = read_table(out, columns=["subset", "split", "weight", *cfg.report_attributes])
+    report |= {"clip_max": clip_max, "weights": _weight_report(df, cfg.report_attributes)}
+    (out / "reweight.json").write_text(json.dumps(report, indent=2, default=float))
+    write_manifest(out, read_manifest(dataset) | {"reweighted": {k: v for k, v in report.items() if k != "weights"}})
+    return report
+
+
+def _weight_report(df: pd.DataFrame, attrs: list[str]) -> dict:
+    """Effective share of each attribute value in the weighted train set (what the GAN's D sees)."""
+    train = df[(df.split == "train")]
+    rep = {}
+    for a in attrs:
+        if a in train.columns:
+            s = train.groupby(a).weight.sum()
+            rep[f"weighted_share_{a}"] = (s / s.sum()).round(4).to_dict()
+            u = train.groupby(a).size()
+            rep[f"unweighted_share_{a}"] = (u / u.sum()).round(4).to_dict()
+    return rep

@@ -1,0 +1,86 @@
+"""Fairness and quality of a generator's samples, measured with a labeler (fairgen's protocol).
+
+Names say the protocol: `fairness_discrepancy_gender_10k` is the L2 distance to uniform of the labeler's hard
+predictions on 10k samples, averaged over `repeats` disjoint sets; `fd_attrclf_10k` is a Frechet distance in
+the attribute classifier's feature space against a reference set (never called FID).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from fairray.labelers.base import Head, Labeler
+from fairray.metrics.fairness import fairness_discrepancy, kl_to_uniform, shares
+
+
+def count_tag(n: int) -> str:
+    return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
+
+
+@torch.no_grad()
+def sample(G: torch.nn.Module, n: int, z_dim: int, seed: int, batch: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """n samples (uint8 NHWC) and their latents, deterministic in seed. G runs in train mode (BatchNorm on
+    batch statistics, as in training): short runs have unreliable running statistics."""
+    from fairray.train.gan import to_images
+
+    G.train()
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, z_dim, generator=g)
+    dev = next(G.parameters()).device
+    images = np.concatenate([to_images(G(z[i:i + batch].to(dev))) for i in range(0, n, batch)])
+    return images, z.numpy()
+
+
+def bootstrap_ci(values: np.ndarray, stat, n_boot: int = 200, seed: int = 0, level: float = 0.95
+                 ) -> tuple[float, float]:
+    rng = np.random.default_rng(seed)
+    stats = [stat(values[rng.integers(0, len(values), len(values))]) for _ in range(n_boot)]
+    lo, hi = np.quantile(stats, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
+
+
+def fairness_metrics(labels: np.ndarray, head: Head, repeats: int = 1) -> dict[str, float]:
+    """Discrepancy/KL averaged over `repeats` disjoint sets; shares with bootstrap 95% intervals."""
+    tag = count_tag(len(labels))
+    idx = np.searchsorted(np.asarray(head.codes), labels)
+    k = len(head.codes)
+    sets = np.array_split(idx, repeats)
+    fd = [fairness_discrepancy(shares(s, k)) for s in sets]
+    kl = [kl_to_uniform(shares(s, k)) for s in sets]
+    m = {f"fairness_discrepancy_{head.name}_{tag}": float(np.mean(fd)),
+         f"kl_to_uniform_{head.name}_{tag}": float(np.mean(kl))}
+    if repeats > 1:
+        m[f"fairness_discrepancy_{head.name}_{tag}_std"] = float(np.std(fd))
+    for c, share in enumerate(shares(idx, k)):
+        code = head.codes[c]
+        lo, hi = bootstrap_ci(idx, lambda v, c=c: float((v == c).mean()))
+        m[f"share_{head.name}_{code}_{tag}"] = float(share)
+        m[f"share_{head.name}_{code}_{tag}_lo"], m[f"share_{head.name}_{code}_{tag}_hi"] = lo, hi
+    return m
+
+
+def evaluate_samples(images: np.ndarray, labeler: Labeler, heads: list[str], reference: np.ndarray | None = None,
+                     repeats: int = 1, batch: int = 500) -> dict[str, float]:
+    """Label samples and compute fairness per head; fd_attrclf against reference images when the labeler
+    exposes features."""
+    from fairray.metrics.quality import feature_stats, frechet_distance
+
+    probs: dict[str, list[np.ndarray]] = {}
+    for i in range(0, len(images), batch):
+        for h, p in labeler.predict_proba(images[i:i + batch]).items():
+            probs.setdefault(h, []).append(p)
+    by_name = {h.name: h for h in labeler.heads}
+    metrics: dict[str, float] = {}
+    for h in heads:
+        p = np.concatenate(probs[h])
+        labels = np.asarray(by_name[h].codes)[p.argmax(1)]
+        metrics |= fairness_metrics(labels, by_name[h], repeats)
+    if reference is not None and hasattr(labeler, "features"):
+        def feats(x: np.ndarray) -> np.ndarray:
+            return np.concatenate([labeler.features(x[i:i + batch]) for i in range(0, len(x), batch)])
+
+        mu1, s1 = feature_stats(feats(images))
+        mu2, s2 = feature_stats(feats(reference))
+        metrics[f"fd_attrclf_{count_tag(len(images))}"] = float(frechet_distance(mu1, s1, mu2, s2))
+    return metrics

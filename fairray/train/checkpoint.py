@@ -1,0 +1,70 @@
+"""Atomic training checkpoints: a state file plus a marker holding its SHA-256, written last.
+
+A directory without a matching marker (a write that was interrupted) is never loaded; resuming falls back
+to the newest complete checkpoint instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+STATE = "state.pt"
+MARKER = "COMPLETE"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_state(state: dict[str, Any], directory: Path) -> Path:
+    """Write state.pt via a temp file + rename, then the marker; the marker is the commit point."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / (STATE + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, directory / STATE)
+    (directory / MARKER).write_text(_sha256(directory / STATE))
+    return directory
+
+
+def is_complete(directory: Path) -> bool:
+    d = Path(directory)
+    return (d / MARKER).is_file() and (d / STATE).is_file() and (d / MARKER).read_text().strip() == _sha256(d / STATE)
+
+
+def load_state(directory: Path) -> dict[str, Any] | None:
+    """The state in a complete checkpoint directory, else None."""
+    if not is_complete(directory):
+        return None
+    return torch.load(Path(directory) / STATE, map_location="cpu", weights_only=False)
+
+
+def newest_complete(run_dir: Path) -> Path | None:
+    """The newest complete `checkpoint_*` directory of a Ray Train run, if any."""
+    dirs = sorted(Path(run_dir).glob("checkpoint_*"), key=lambda p: p.name, reverse=True) if Path(
+        run_dir).is_dir() else []
+    return next((d for d in dirs if is_complete(d)), None)
+
+
+def rng_state() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
