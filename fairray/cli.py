@@ -131,6 +131,28 @@ def info(
     out_console.print(f"chart: {png}")
 
 
+@app.command("read")
+@user_errors
+def read(
+    fmt: Annotated[str, typer.Argument(help="celeba | fairface | utkface | aiface | folder")],
+    root: Annotated[Path, typer.Argument(help="Local dataset root (nothing is downloaded).")],
+    config: ConfigOpt = None, set_: SetOpt = None, dry_run: DryRunOpt = False, out: OutOpt = None,
+) -> None:
+    """Read a local real dataset into fairray's canonical Parquet table (labels checked, bad files kept as rows)."""
+    from fairray.config import apply_override, read_yaml
+    from fairray.data.formats import read_dataset
+
+    options = read_yaml(config) if config is not None else {}
+    for o in set_ or []:
+        apply_override(options, o)
+    if dry_run:
+        out_console.print(options, highlight=False)
+        return
+    out = default_out("read", out)
+    m = read_dataset(fmt, root, out, options)
+    out_console.print(f"wrote {m['rows']:,} rows ({m.get('error_rows', 0)} with errors) to {out}")
+
+
 @app.command("train-attrclf")
 @user_errors
 def train_attrclf(config: ConfigOpt = None, set_: SetOpt = None, dry_run: DryRunOpt = False,

@@ -202,20 +202,48 @@ def apply_override(data: dict, assignment: str) -> None:
     node[parts[-1]] = parse_value(raw)
 
 
+def read_yaml(path: Path) -> dict:
+    if not Path(path).is_file():
+        raise FairrayError(f"config file not found: {path}")
+    data = yaml.load(Path(path).read_text(), Loader=_Loader) or {}
+    if not isinstance(data, dict):
+        raise FairrayError(f"{path}: a config must be a mapping of keys to values")
+    return data
+
+
 def load_config(cls: type[C], path: Path | None = None, overrides: list[str] | None = None) -> C:
-    data: dict = {}
-    if path is not None:
-        if not Path(path).is_file():
-            raise FairrayError(f"config file not found: {path}")
-        data = yaml.load(Path(path).read_text(), Loader=_Loader) or {}
-        if not isinstance(data, dict):
-            raise FairrayError(f"{path}: a config must be a mapping of keys to values")
+    data = read_yaml(path) if path is not None else {}
     for o in overrides or []:
         apply_override(data, o)
     try:
-        return cls.model_validate(data)
+        return cls.model_validate(_with_defaults(cls, data))
     except ValidationError as e:
         raise FairrayError(format_validation_error(cls, e)) from None
+
+
+def _with_defaults(cls: type[BaseModel], data: dict) -> dict:
+    """Overrides of a nested section land on that section's *configured* defaults: `--set attrclf.epochs=2` on
+    the demo keeps the demo's attrclf settings instead of resetting the section to AttrClfConfig's own."""
+    out = dict(data)
+    for name, field in cls.model_fields.items():
+        sub = field.annotation
+        if name in out and isinstance(out[name], dict) and isinstance(sub, type) and issubclass(sub, Cfg):
+            default = field.get_default(call_default_factory=True)
+            base = default.model_dump(mode="json", exclude_unset=False) if isinstance(default, Cfg) else {}
+            out[name] = _deep_merge(base, _with_defaults(sub, out[name]), sub)
+    return out
+
+
+def _deep_merge(base: dict, update: dict, cls: type[BaseModel]) -> dict:
+    merged = dict(base)
+    for k, v in update.items():
+        field = cls.model_fields.get(k)
+        sub = getattr(field, "annotation", None)
+        if isinstance(v, dict) and isinstance(merged.get(k), dict) and isinstance(sub, type) and issubclass(sub, Cfg):
+            merged[k] = _deep_merge(merged[k], v, sub)
+        else:
+            merged[k] = v
+    return merged
 
 
 def _allowed_keys(cls: type[BaseModel], loc: tuple) -> list[str]:

@@ -1,61 +1,133 @@
-"""Robust image decoding: any mode to RGB, EXIF orientation applied, bad input -> a reason, never an exception."""
+"""Robust image decoding: any mode to RGB, EXIF orientation applied, bad input -> a reason, never an exception.
+
+Real face datasets hold a few broken files (truncated downloads, HTML error pages saved as .jpg, CMYK or
+16-bit scans); one of them must cost one row its pixels, never a whole Ray task. `ImageFile.LOAD_TRUNCATED_IMAGES`
+stays off on purpose: a truncated file is reported, not padded with grey.
+"""
 
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+# Raster formats face datasets come in. Restricting Image.open to these keeps PIL's obscure plugins from
+# "recognising" random bytes and keeps their parsers off untrusted input (JPEG covers MPO camera files).
+FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _open(data: bytes) -> Image.Image:
+    """Parse the header only (PIL is lazy); DecompressionBombWarning becomes an error, not log noise."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        return Image.open(io.BytesIO(data), formats=FORMATS)
+
+
+def _reason(e: BaseException, data: bytes) -> str:
+    """An exception from PIL (or a plugin) in words a dataset report can show."""
+    msg = (str(e).splitlines() or [""])[0][:200]
+    if isinstance(e, UnidentifiedImageError):
+        if data[:8] == PNG_SIGNATURE and len(data) >= 24:  # PIL rejects a 0-pixel IHDR as "not a PNG"
+            w, h = struct.unpack(">II", data[16:24])
+            if w == 0 or h == 0:
+                return f"zero-size image: {w}x{h}"
+        return f"not an image: unrecognised or unsupported format (supported: {', '.join(FORMATS)})"
+    if isinstance(e, Image.DecompressionBombError | Image.DecompressionBombWarning):
+        return f"image too large: {msg}"
+    return f"corrupt or truncated image: {type(e).__name__}: {msg}"
+
+
+def _check_size(w: int, h: int, max_pixels: int) -> str | None:
+    if w <= 0 or h <= 0:
+        return f"zero-size image: {w}x{h}"
+    if w * h > max_pixels:
+        return f"image too large: {w}x{h} > {max_pixels} pixels"
+    return None
+
+
+def probe_image(data: bytes | None, max_pixels: int | None = None) -> tuple[int | None, int | None, str | None]:
+    """(width, height, None) from the header alone, no pixel decoded; or (None, None, reason).
+
+    Readers use it to fill height/width cheaply; the size is as decode_image returns it (EXIF rotation
+    applied). A truncated body is only found by decode_image.
+    """
+    if not data:
+        return None, None, "empty file"
+    try:
+        im = _open(data)
+        w, h = im.size
+    except Exception as e:  # any parser failure is a bad row, never a crash
+        return None, None, _reason(e, data)
+    try:
+        if im.getexif().get(0x0112) in (5, 6, 7, 8):  # transposed or rotated by 90 degrees
+            w, h = h, w
+    except Exception:  # a corrupt EXIF block: decode_image ignores it too
+        pass
+    err = _check_size(w, h, max_pixels if max_pixels is not None else w * h)
+    return (None, None, err) if err else (w, h, None)
+
 
 def decode_image(data: bytes | None, size: int | None = None, max_pixels: int = 50_000_000
                  ) -> tuple[np.ndarray | None, str | None]:
-    """uint8 (H, W, 3) RGB (resized to size x size when given), or (None, reason in words)."""
+    """uint8 (H, W, 3) RGB (resized to size x size with BILINEAR when given), or (None, reason in words).
+
+    The size limit is checked from the header before any pixel is decoded; `.load()` forces PIL's lazy
+    decoder so a truncated file fails here and not later in a worker.
+    """
     if not data:
         return None, "empty file"
     try:
+        im = _open(data)
+        if err := _check_size(*im.size, max_pixels):
+            return None, err
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
-            w, h = im.size
-            if w * h > max_pixels:  # from the header, before any pixel is decoded
-                return None, f"image too large: {w}x{h} > {max_pixels} pixels"
-            if w == 0 or h == 0:
-                return None, f"zero-size image: {w}x{h}"
-            im.load()  # force the lazy decoder: truncated files fail here
-            im = ImageOps.exif_transpose(im)
-            im = _to_rgb(im)
-            if size is not None and im.size != (size, size):
-                im = im.resize((size, size), Image.BILINEAR)
-            return np.asarray(im, dtype=np.uint8), None
-    except UnidentifiedImageError:
-        return None, "not an image: unrecognised format"
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        return None, f"image too large: {e}"
-    except (OSError, ValueError, SyntaxError) as e:
-        return None, f"unreadable image: {str(e).splitlines()[0][:200]}"
+            im.load()
+        im = _to_rgb(_orient(im))
+        if size is not None and im.size != (size, size):
+            im = im.resize((size, size), Image.BILINEAR)
+        return np.asarray(im, dtype=np.uint8), None
+    except Exception as e:  # any parser failure is a bad row, never a crash
+        return None, _reason(e, data)
+
+
+def _orient(im: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation; a corrupt EXIF block leaves the pixels as stored instead of losing them."""
+    try:
+        return ImageOps.exif_transpose(im)
+    except Exception:
+        return im
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
-    """Palette/alpha images are composited on white (transparent pixels read as background, not black);
-    16-bit and float images are scaled to 8 bits."""
+    """Any PIL mode -> RGB.
+
+    Alpha (RGBA, LA, PA and palettes with a transparent index) is composited on white, so transparent
+    pixels read as a plain background rather than black (what dropping the alpha channel would show for
+    most cut-out faces). 16-bit and 32-bit integer/float images are scaled to 8 bits; CMYK, YCbCr, L and
+    1-bit go through PIL's own conversion.
+    """
     if im.mode == "P":
-        im = im.convert("RGBA")
-    if im.mode in ("RGBA", "LA", "PA"):
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
         bg = Image.new("RGB", im.size, (255, 255, 255))
-        bg.paste(im.convert("RGBA"), mask=im.convert("RGBA").getchannel("A"))
+        bg.paste(rgba, mask=rgba.getchannel("A"))
         return bg
-    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    if im.mode.startswith("I") or im.mode == "F":
         a = np.asarray(im, dtype=np.float64)
-        hi = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
+        hi = 65535.0 if im.mode.startswith("I;16") or a.max(initial=0) > 255 else 255.0
         return Image.fromarray((np.clip(a / hi, 0, 1) * 255 + 0.5).astype(np.uint8)).convert("RGB")
     return im.convert("RGB")
 
 
 def decode_batch(blobs: list[bytes | None], size: int, max_pixels: int = 50_000_000
                  ) -> tuple[np.ndarray, list[str | None]]:
-    """A batch never shrinks: failed rows get a black image and their reason."""
+    """uint8 (N, size, size, 3) + one error per row; a batch never shrinks: failed rows are all-zero images."""
     out = np.zeros((len(blobs), size, size, 3), np.uint8)
     errors: list[str | None] = []
     for i, b in enumerate(blobs):
