@@ -159,15 +159,15 @@ class DemoConfig(Cfg):
     attrclf: AttrClfConfig = Field(default_factory=lambda: AttrClfConfig(
         synth=SynthConfig(n=5_000, bias="none", perc=0.0, seed=1), epochs=3, blocks=[1, 1, 1, 1],
         heads=["gender", "tone4", "Young", "Smiling", "Eyeglasses", "hair"]))
-    ratio_epochs: int = Field(2, ge=1)
-    gan: GanConfig = Field(default_factory=lambda: GanConfig(kimg=80, tick_kimg=10, snapshot_ticks=4))
+    ratio_epochs: int = Field(4, ge=1)
+    gan: GanConfig = Field(default_factory=lambda: GanConfig(kimg=64, tick_kimg=8, snapshot_ticks=4))
     eval_n: int = Field(2_000, ge=100, description="generated samples per GAN for fairness metrics")
     tracking: TrackingConfig = Field(default_factory=lambda: TrackingConfig(experiment="fairray-demo"))
     grid_size: int = Field(8, ge=2, le=16, description="sample grid is grid_size x grid_size")
 
 
 DEMO_PRESETS = {
-    "quick": ["synth.n=3000", "attrclf.synth.n=3000", "attrclf.epochs=2", "gan.kimg=24", "gan.tick_kimg=6",
+    "quick": ["synth.n=3000", "attrclf.synth.n=3000", "attrclf.epochs=2", "ratio_epochs=2", "gan.kimg=24", "gan.tick_kimg=6",
               "eval_n=1000"],
     "full": ["synth.n=20000", "attrclf.synth.n=10000", "attrclf.epochs=6", "gan.kimg=200", "eval_n=10000"],
 }

@@ -150,7 +150,7 @@ def stage_balance(c: Ctx) -> None:
 
     s = balance(BalanceConfig(dataset=str(c.paths["labeled"]), by=["gender", "tone4"]), c.out / "balanced")
     c.result.metrics["balance"] = {"rows_in": s["rows_in"], "rows_out": s["rows_out"]}
-    table = pd.DataFrame(s["cells"]).T
+    table = pd.DataFrame(s["cells"]).T.astype({"rows": int})
     text = (f"Balancing over predicted gender x tone4 (fair-distill's balanced sampler) keeps exactly "
             f"{int(table.rows.iloc[0])} rows per cell: {s['rows_in']:,} -> {s['rows_out']:,} rows.")
     c.sections.append(Section("Balancing (gender x tone4)", text, [], table))
@@ -210,8 +210,7 @@ def stage_gan(c: Ctx) -> None:
             f"{shares['gan-unweighted']:.1%} female-presenting faces (data: {data_share:.0%}); fairgen's "
             f"reweighting lifts that to {shares['gan-reweighted']:.1%}, so fairness discrepancy goes "
             f"{fd['gan-unweighted']:.3f} -> {fd['gan-reweighted']:.3f} "
-            f"({1 - fd['gan-reweighted'] / max(fd['gan-unweighted'], 1e-9):+.0%} change is "
-            f"{'a cut' if fd['gan-reweighted'] < fd['gan-unweighted'] else 'no cut'}). Shares are attrclf labels "
+            f"({1 - fd['gan-reweighted'] / max(fd['gan-unweighted'], 1e-9):.0%} lower). Shares are attrclf labels "
             f"of {c.cfg.eval_n:,} samples with bootstrap intervals in MLflow.")
     c.sections.append(Section("GANs: unweighted vs fairgen-reweighted", text, grids, table))
 

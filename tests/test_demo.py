@@ -11,7 +11,7 @@ runner = CliRunner()
 
 def test_demo_end_to_end_logs_runs_and_writes_report(tmp_path):
     out = tmp_path / "demo"
-    res = runner.invoke(app, ["demo", "--set", "synth.n=600", "--out", str(out)])
+    res = runner.invoke(app, ["demo", "--set", "steps=[data]", "--set", "synth.n=600", "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "report:" in res.output and "mlflow ui --backend-store-uri" in res.output
     html = (out / "report.html").read_text()
@@ -35,7 +35,24 @@ def test_dead_tracking_server_does_not_stop_the_demo(tmp_path, monkeypatch):
         port = s.getsockname()[1]
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
     out = tmp_path / "demo"
-    res = runner.invoke(app, ["demo", "--set", "synth.n=100", "--out", str(out)])
+    res = runner.invoke(app, ["demo", "--set", "steps=[data]", "--set", "synth.n=100", "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert (out / "report.html").is_file()
     assert not (out / "mlflow.db").exists()
+
+
+def test_quick_demo_runs_every_stage(tmp_path, ray_local):
+    out = tmp_path / "demo"
+    res = runner.invoke(app, ["demo", "--quick", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    html = (out / "report.html").read_text()
+    for title in ("Attribute classifier", "Labeling with Ray Data", "Balancing", "fairgen density ratio",
+                  "GANs: unweighted vs fairgen-reweighted"):
+        assert title in html
+    client = MlflowClient(f"sqlite:///{out.resolve()}/mlflow.db")
+    exp = client.get_experiment_by_name("fairray-demo")
+    runs = {r.data.tags["mlflow.runName"]: r for r in client.search_runs([exp.experiment_id])}
+    assert {"demo", "label", "density-ratio", "gan-unweighted", "gan-reweighted", "train-attrclf"} <= set(runs)
+    for name in ("gan-unweighted", "gan-reweighted"):
+        share = runs[name].data.metrics["share_gender_1_1k"]
+        assert f"{share:.1%}" in html  # the report quotes MLflow's numbers
