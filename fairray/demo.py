@@ -112,8 +112,8 @@ def stage_data(c: Ctx) -> None:
 def stage_attrclf(c: Ctx) -> None:
     from fairray.train import attrclf
 
-    cfg = c.cfg.attrclf.model_copy(update={"tracking": c.cfg.tracking})
-    metrics = attrclf.run(cfg, c.out / "attrclf_run", progress=False)
+    cfg = c.cfg.attrclf
+    metrics = attrclf.run(cfg, c.out / "attrclf_run", progress=False, tracker=c.tracker, parent=c.parent)
     c.paths["attrclf"] = c.out / "attrclf_run" / "attrclf"
     c.result.metrics["attrclf"] = metrics
     table = pd.DataFrame({h: {"test accuracy": metrics[f"acc_{h}_test"], "ECE": metrics[f"ece_{h}_test"]}
@@ -179,23 +179,25 @@ def stage_gan(c: Ctx) -> None:
     from fairray.labelers.attrclf import AttrClfLabeler
     from fairray.metrics.generated import count_tag, evaluate_samples, sample
     from fairray.train import gan
-    from fairray.train.gan import _reference_images
+    from fairray.train.gan import reference_images
 
     dataset = c.paths.get("reweighted", c.paths["data"])
     labeler = AttrClfLabeler(c.paths["attrclf"])
-    ref = _reference_images(dataset, c.cfg.synth.resolution, c.cfg.eval_n)
+    ref = reference_images(dataset, c.cfg.synth.resolution, c.cfg.eval_n)
     tag = count_tag(c.cfg.eval_n)
     rows, grids, shares = {}, [], {}
     for name, reweight in (("gan-unweighted", "none"), ("gan-reweighted", "weight")):
         cfg = c.cfg.gan.model_copy(update={"dataset": str(dataset), "name": name, "reweight": reweight,
                                            "tracking": c.cfg.tracking, "resolution": c.cfg.synth.resolution})
-        ckpt = gan.fit(cfg, dataset, c.out / "gans")
-        G, _ = gan.load_generator(ckpt)
-        images, _ = sample(G, c.cfg.eval_n, cfg.z_dim, seed=7)  # the same latents for both GANs
-        m = evaluate_samples(images, labeler, ["gender"], reference=ref)
-        rows[name] = m
         with c.tracker.run(name, parent=c.parent, tags={"fairray.stage": "gan"}) as run:
             run.log_params({"reweight": reweight, "alpha": cfg.alpha, "kimg": cfg.kimg})
+            tracking = {"out": str(c.out.resolve()), "experiment": c.cfg.tracking.experiment, "uri": c.tracker.uri,
+                        "run_id": run.run_id}  # rank 0 streams tick metrics into this child run
+            ckpt = gan.fit(cfg, dataset, c.out / "gans", tracking)
+            G, _ = gan.load_generator(ckpt)
+            images, _ = sample(G, c.cfg.eval_n, cfg.z_dim, seed=7)  # the same latents for both GANs
+            m = evaluate_samples(images, labeler, ["gender"], reference=ref)
+            rows[name] = m
             run.log_metrics(m)
             png = fig_png(grid_figure(images[:64], 8, f"{name} (same latents)"), c.out / f"grid_{name}.png")
             run.log_artifact(c.out / f"grid_{name}.png", "grids")

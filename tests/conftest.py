@@ -19,3 +19,19 @@ def ray_local():
     init_ray(num_cpus=2, object_store_mb=256)
     yield ray
     ray.shutdown()
+
+
+ATTRCLF_HEADS = ["gender", "tone4", "Young", "Smiling", "Eyeglasses", "hair"]
+
+
+@pytest.fixture(scope="session")
+def attrclf_trained(tmp_path_factory, ray_local):
+    """One attrclf trained with Ray Train for the whole session: (labeler dir, held-out metrics)."""
+    from fairray.config import AttrClfConfig, SynthConfig
+    from fairray.train import attrclf
+
+    out = tmp_path_factory.mktemp("attrclf")
+    cfg = AttrClfConfig(synth=SynthConfig(n=6000, bias="none", perc=0.0, val_frac=0.1, test_frac=0.2),
+                        heads=ATTRCLF_HEADS, epochs=4, blocks=[1, 1, 1, 1])
+    metrics = attrclf.run(cfg, out, progress=False)
+    return out / "attrclf", metrics

@@ -2,9 +2,13 @@
 
 import pytest
 from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
 
+from fairray.cli import app
 from fairray.config import GanConfig, SynthConfig
 from fairray.data import synth_dataset
+from fairray.data.table import read_table
+from fairray.generate import generate
 from fairray.train import gan
 from fairray.train.checkpoint import load_state
 
@@ -44,7 +48,7 @@ def test_ddp_two_workers_survive_a_killed_worker_and_resume(ray_local, dataset, 
     assert state3["nimg"] == state2["nimg"] and state3["step"] == state2["step"]
 
 
-def test_run_logs_rank0_ticks_to_mlflow_and_reuses_the_run(ray_local, dataset, tmp_path):
+def test_run_logs_rank0_ticks_to_mlflow_and_reuses_the_run(ray_local, dataset, tmp_path, attrclf_trained):
     cfg = small(dataset, kimg=0.64, name="tracked", ray={"workers": 1})
     m = gan.run(cfg, tmp_path, labeler=None, eval_n=64)
     assert m["kimg"] >= 0.64 and (tmp_path / "tracked_grid.png").is_file()
@@ -55,3 +59,17 @@ def test_run_logs_rank0_ticks_to_mlflow_and_reuses_the_run(ray_local, dataset, t
     assert len(runs) == 1  # the re-run reused its MLflow run: no duplicates
     hist = client.get_metric_history(runs[0].info.run_id, "img_per_s")
     assert len(hist) >= 3 and sorted(h.step for h in hist)[-1] >= 960
+
+    # generation through Ray Data: canonical rows with latents, deterministic in the seed
+    ckpt = m["checkpoint"]
+    generate(ckpt, 96, tmp_path / "gen", seed=3)
+    generate(ckpt, 96, tmp_path / "gen2", seed=3)
+    rows = read_table(tmp_path / "gen").sort_values("image_id").reset_index(drop=True)
+    again = read_table(tmp_path / "gen2").sort_values("image_id").reset_index(drop=True)
+    assert len(rows) == 96 and rows.image_id.is_unique and len(rows.latent.iloc[0]) == cfg.z_dim
+    assert rows.latent.map(list).tolist() == again.latent.map(list).tolist()
+    assert set(rows.generator) == {"dcgan:tracked"} and rows.error.isna().all()
+    res = CliRunner().invoke(app, ["evaluate", ckpt, "--labeler", f"attrclf:{attrclf_trained[0]}", "--n", "200",
+                                   "--reference", str(dataset), "--repeats", "2"])
+    assert res.exit_code == 0, res.output
+    assert "fairness_discrepancy_gender_200" in res.output and "fd_attrclf_200" in res.output

@@ -6,26 +6,20 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import ATTRCLF_HEADS as HEADS
 from PIL import Image
 
-from fairray.config import AttrClfConfig, BalanceConfig, LabelConfig, SynthConfig
+from fairray.config import BalanceConfig, LabelConfig, SynthConfig
 from fairray.data import synth_dataset
 from fairray.data.pipeline import balance, label
 from fairray.data.table import ShardWriter, read_table, shard_paths
 from fairray.errors import FairrayError
 from fairray.labelers.attrclf import AttrClfLabeler
-from fairray.train import attrclf
-
-HEADS = ["gender", "tone4", "Young", "Smiling", "Eyeglasses", "hair"]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, ray_local):
-    out = tmp_path_factory.mktemp("attrclf")
-    cfg = AttrClfConfig(synth=SynthConfig(n=6000, bias="none", perc=0.0, val_frac=0.1, test_frac=0.2),
-                        heads=HEADS, epochs=4, blocks=[1, 1, 1, 1])
-    metrics = attrclf.run(cfg, out, progress=False)
-    return out / "attrclf", metrics
+def trained(attrclf_trained):
+    return attrclf_trained
 
 
 @pytest.fixture(scope="module")

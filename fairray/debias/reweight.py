@@ -96,8 +96,8 @@ def train_classifier(cfg: ReweightConfig, dataset: Path) -> tuple[AttributeClass
 
 def calibrate(cfg: ReweightConfig, model: AttributeClassifier, dataset: Path, out: Path) -> tuple[dict, dict]:
     """Fit the calibration map on a class-balanced val subsample; report balanced accuracy and ECE."""
-    from fairray.debias.density_ratio import fit_isotonic
-    from fairray.metrics.calibration import calibrated_probs, ece, fit_temperature, reliability_figure
+    from fairray.debias.density_ratio import ece, fit_isotonic, fit_temperature, reliability_figure
+    from fairray.metrics.calibration import calibrated_probs
     from fairray.report import fig_png
 
     xv, labels = _balanced_val(dataset, cfg.resolution, cfg.seed)
@@ -121,10 +121,11 @@ def calibrate(cfg: ReweightConfig, model: AttributeClassifier, dataset: Path, ou
     report = {
         "ratio_clf_balanced_acc_val": float(np.mean([(raw[rep_i].argmax(1) == labels[rep_i])[labels[rep_i] == c].mean()
                                                      for c in (0, 1)])),
-        "ratio_clf_ece_val_raw": ece(raw[rep_i], labels[rep_i]),
-        "ratio_clf_ece_val": ece(probs[rep_i], labels[rep_i]),
+        "ratio_clf_ece_val_raw": ece(raw[rep_i, 1], labels[rep_i]),
+        "ratio_clf_ece_val": ece(probs[rep_i, 1], labels[rep_i]),
     }
-    fig_png(reliability_figure({"raw": (raw[rep_i], labels[rep_i]), cfg.calibration: (probs[rep_i], labels[rep_i])},
+    fig_png(reliability_figure({"raw": (raw[rep_i, 1], labels[rep_i]),
+                                cfg.calibration: (probs[rep_i, 1], labels[rep_i])},
                                title="density-ratio classifier (held-out, class-balanced)"),
             out / "ratio_calibration.png")
     return calib, report

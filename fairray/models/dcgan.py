@@ -1,8 +1,10 @@
-"""DCGAN generator/discriminator at 32, 64 or 128 px (FairFace Generator recipe: z 128, bs 64, lr 2e-4).
+"""DCGAN generator/discriminator at 32, 64 or 128 px (FairFace Generator recipe: z 128, width 64, lr 2e-4).
 
-G: linear to 4x4, then ConvTranspose(4, 2, 1) + BatchNorm + ReLU doublings, tanh out. D: Conv(4, 2, 1) +
-LeakyReLU halvings to 4x4, then a linear logit; no BatchNorm in D by default (it doubles as a feature
-extractor for distillation and avoids cross-sample coupling under DDP), spectral norm optional.
+G: z as a 1x1 map -> ConvTranspose(4, 1, 0) to 4x4, then ConvTranspose(4, 2, 1) + BatchNorm + ReLU doublings and a
+tanh output. D: Conv(4, 2, 1) + LeakyReLU(0.2) halvings to 4x4, then one logit. At width 64 and 64 px these are the
+FairFace Generator's networks layer for layer (3,806,080 and, with d_norm="batch", 2,765,568 parameters). D has no
+BatchNorm by default: it doubles as a feature extractor for distillation, and batch statistics couple the real
+and fake halves of a step (and DDP ranks).
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ class DCGANConfig:
     z_dim: int = 128
     width: int = 64  # channels at the highest resolution; doubles per halving
     d_norm: Literal["none", "batch", "spectral"] = "none"
+    # training defaults of the FairFace Generator (the training config owns them; here for reference)
+    loss: Literal["bce", "hinge"] = "bce"
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
+    batch_size: int = 64
 
 
 def _levels(resolution: int) -> int:
@@ -36,56 +41,61 @@ class Generator(nn.Module):
     def __init__(self, cfg: DCGANConfig):
         super().__init__()
         n = _levels(cfg.resolution)
-        chans = [cfg.width * 2 ** (n - 1 - i) for i in range(n)] + [cfg.width]  # e.g. 256,128,64 -> 64
-        self.z_dim, self.c0 = cfg.z_dim, chans[0]
-        self.fc = nn.Sequential(nn.Linear(cfg.z_dim, chans[0] * 16), nn.BatchNorm1d(chans[0] * 16), nn.ReLU(True))
-        blocks: list[nn.Module] = []
-        for i in range(n - 1):
-            blocks += [nn.ConvTranspose2d(chans[i], chans[i + 1], 4, 2, 1, bias=False),
-                       nn.BatchNorm2d(chans[i + 1]), nn.ReLU(True)]
-        blocks += [nn.ConvTranspose2d(chans[n - 1], 3, 4, 2, 1), nn.Tanh()]
-        self.net = nn.Sequential(*blocks)
+        chans = [cfg.width * 2 ** (n - 1 - i) for i in range(n)]  # e.g. 512, 256, 128, 64 at 64 px
+        self.z_dim, self.n_classes, self.resolution = cfg.z_dim, 0, cfg.resolution
+        layers: list[nn.Module] = [nn.ConvTranspose2d(cfg.z_dim, chans[0], 4, 1, 0, bias=False),
+                                   nn.BatchNorm2d(chans[0]), nn.ReLU(True)]
+        for cin, cout in zip(chans[:-1], chans[1:], strict=True):
+            layers += [nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True)]
+        layers += [nn.ConvTranspose2d(chans[-1], 3, 4, 2, 1, bias=False), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
         _init(self)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(self.fc(z).view(-1, self.c0, 4, 4))
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if y is not None:
+            raise ValueError("DCGAN is unconditional; use BigGAN with n_classes > 0 for labels")
+        return self.net(z.view(z.shape[0], -1, 1, 1))
 
 
 class Discriminator(nn.Module):
     def __init__(self, cfg: DCGANConfig):
         super().__init__()
         n = _levels(cfg.resolution)
-        sn = spectral_norm if cfg.d_norm == "spectral" else (lambda m: m)
         layers: list[nn.Module] = []
         cin = 3
         for i in range(n):
             cout = cfg.width * 2**i
-            layers.append(sn(nn.Conv2d(cin, cout, 4, 2, 1, bias=cfg.d_norm != "batch")))
-            if cfg.d_norm == "batch" and i > 0:
+            layers.append(nn.Conv2d(cin, cout, 4, 2, 1, bias=cfg.d_norm != "batch"))
+            if cfg.d_norm == "batch" and i > 0:  # DCGAN: never normalise D's input layer
                 layers.append(nn.BatchNorm2d(cout))
             layers.append(nn.LeakyReLU(0.2, True))
             cin = cout
         self.body = nn.Sequential(*layers)
-        self.head = sn(nn.Linear(cin * 16, 1))
+        self.head = nn.Linear(cin * 16, 1, bias=False)  # = FairFace's Conv(512 -> 1, 4) on the 4x4 map
         self.feature_dim = cin
         _init(self)
+        if cfg.d_norm == "spectral":  # after init, so the power iteration starts from the final weights
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d | nn.Linear):
+                    spectral_norm(m)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled last-layer features (for feature-matching losses in distillation)."""
+        """Spatially averaged last conv features, (N, feature_dim): for feature losses in distillation."""
         return self.body(x).mean((2, 3))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if y is not None:
+            raise ValueError("DCGAN is unconditional; use BigGAN with n_classes > 0 for labels")
         return self.head(self.body(x).flatten(1)).squeeze(1)
 
 
 def _init(m: nn.Module) -> None:
-    """DCGAN init: N(0, 0.02) weights, BatchNorm gamma N(1, 0.02)."""
+    """DCGAN init: N(0, 0.02) weights, BatchNorm gamma N(1, 0.02), zero biases."""
     for mod in m.modules():
         if isinstance(mod, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
-            w = mod.parametrizations.weight.original if hasattr(mod, "parametrizations") else mod.weight
-            nn.init.normal_(w, 0.0, 0.02)
+            nn.init.normal_(mod.weight, 0.0, 0.02)
             if mod.bias is not None:
                 nn.init.zeros_(mod.bias)
-        elif isinstance(mod, nn.BatchNorm2d | nn.BatchNorm1d):
+        elif isinstance(mod, nn.BatchNorm2d):
             nn.init.normal_(mod.weight, 1.0, 0.02)
             nn.init.zeros_(mod.bias)

@@ -1,21 +1,35 @@
-"""One way to build a GAN from a model name and its settings."""
+"""One way to build a GAN: a typed config in, (G, D) out. Both take (x or z, y=None); D returns (N,) logits."""
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 from torch import nn
 
-from fairray.models import dcgan
+from fairray.models import biggan, dcgan
+
+GANConfig = dcgan.DCGANConfig | biggan.BigGANConfig
+CONFIGS: dict[str, type] = {"dcgan": dcgan.DCGANConfig, "biggan": biggan.BigGANConfig}
 
 
-def gan_config(model: str, **kw) -> dcgan.DCGANConfig:
-    if model == "dcgan":
-        return dcgan.DCGANConfig(**kw)
-    raise ValueError(f"unknown GAN model {model!r}; available: dcgan")
+def gan_config(model: str, **kw) -> GANConfig:
+    """The config of a model by name; keys the model does not have are an error (no silent typos)."""
+    if model not in CONFIGS:
+        raise ValueError(f"unknown GAN model {model!r}; available: {', '.join(CONFIGS)}")
+    cls = CONFIGS[model]
+    unknown = set(kw) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"{model} has no setting(s) {sorted(unknown)}; allowed: {[f.name for f in fields(cls)]}")
+    return cls(**kw)
 
 
-def build_gan(cfg: dcgan.DCGANConfig) -> tuple[nn.Module, nn.Module]:
-    return dcgan.Generator(cfg), dcgan.Discriminator(cfg)
+def build_gan(cfg: GANConfig) -> tuple[nn.Module, nn.Module]:
+    if isinstance(cfg, dcgan.DCGANConfig):
+        return dcgan.Generator(cfg), dcgan.Discriminator(cfg)
+    if isinstance(cfg, biggan.BigGANConfig):
+        return biggan.Generator(cfg), biggan.Discriminator(cfg)
+    raise TypeError(f"build_gan needs a DCGANConfig or BigGANConfig, got {type(cfg).__name__}")
 
 
-def count_params(m: nn.Module) -> int:
-    return sum(p.numel() for p in m.parameters())
+def count_params(m: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in m.parameters() if p.requires_grad or not trainable_only)

@@ -227,7 +227,7 @@ def finalize(cfg: AttrClfConfig, dataset: Path, ckpt_dir: Path, out: Path) -> di
     return metrics
 
 
-def run(cfg: AttrClfConfig, out: Path, progress: bool = True) -> dict:
+def run(cfg: AttrClfConfig, out: Path, progress: bool = True, tracker=None, parent=None) -> dict:
     """Data (given or rendered) -> Ray Train fit -> calibration/evaluation -> MLflow run. Returns metrics."""
     from fairray.data import synth_dataset
     from fairray.tracking import Tracker
@@ -236,8 +236,8 @@ def run(cfg: AttrClfConfig, out: Path, progress: bool = True) -> dict:
     dataset = Path(cfg.dataset) if cfg.dataset else out / "data" / "synthfaces"
     if cfg.dataset is None and not (dataset / "dataset.json").is_file():
         synth_dataset.build(cfg.synth, dataset, progress=progress)
-    tracker = Tracker(out, cfg.tracking.experiment, cfg.tracking.uri, cfg.tracking.enabled)
-    with tracker.run("train-attrclf", tags={"fairray.command": "train-attrclf"}) as run_:
+    tracker = tracker or Tracker(out, cfg.tracking.experiment, cfg.tracking.uri, cfg.tracking.enabled)
+    with tracker.run("train-attrclf", parent=parent, tags={"fairray.command": "train-attrclf"}) as run_:
         run_.log_params(cfg.model_dump(mode="json") | {"dataset": str(dataset)})
         t0 = time.perf_counter()
         ckpt = fit(cfg, dataset, out)

@@ -73,7 +73,8 @@ def _peak_mem_gb(device: torch.device) -> float:
 def train_loop(config: dict) -> None:
     import ray.train
     import ray.train.torch
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    from fairray.models.ema import ema_model
 
     quiet_train_worker()
     cfg = GanConfig.model_validate(config["cfg"])
@@ -88,7 +89,7 @@ def train_loop(config: dict) -> None:
     G, D = build_models(cfg)
     G.to(device)
     D.to(device)
-    G_ema = AveragedModel(G, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+    G_ema = ema_model(G, cfg.ema_decay)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
     step, nimg, nan_skips, history, resumes = 0, 0, 0, [], []
@@ -315,13 +316,13 @@ def run(cfg: GanConfig, out: Path, labeler: str | None = None, eval_n: int = 200
         mlrun.log_artifact(out / f"{cfg.name}_grid.png", "grids")
         metrics = {"kimg": history(ckpt)[-1]["kimg"] if history(ckpt) else 0.0}
         if labeler:
-            ref = _reference_images(Path(cfg.dataset), cfg.resolution, eval_n)
+            ref = reference_images(Path(cfg.dataset), cfg.resolution, eval_n)
             metrics |= evaluate_samples(images, load_labeler(labeler), cfg.eval_attributes, reference=ref)
         mlrun.log_metrics(metrics)
     return metrics | {"checkpoint": str(ckpt)}
 
 
-def _reference_images(dataset: Path, size: int, n: int) -> np.ndarray | None:
+def reference_images(dataset: Path, size: int, n: int) -> np.ndarray | None:
     """Up to n balanced reference (or else any train) images: the target distribution for fd_attrclf."""
     try:
         images, _ = load_split(dataset, "train", [], size=size, subset="reference")
