@@ -122,7 +122,7 @@ class GanConfig(Cfg):
 
     dataset: str | None = Field(None, description="canonical dataset dir (train split: biased + reference rows)")
     name: str = Field("gan", description="run name: re-running with the same name and --out resumes")
-    model: Literal["dcgan"] = "dcgan"
+    model: Literal["dcgan", "biggan"] = Field("dcgan", description="biggan: residual G/D, spectral norm, hinge")
     resolution: Literal[32, 64, 128] = 32
     width: int = Field(32, ge=4, description="base channel width of G and D")
     z_dim: int = Field(64, ge=2)

@@ -103,3 +103,14 @@ def test_interrupted_checkpoint_is_never_loaded(tmp_path):
     assert is_complete(good) and not is_complete(bad) and not is_complete(torn)
     assert load_state(bad) is None and load_state(torn) is None
     assert newest_complete(tmp_path) == good and load_state(good)["step"] == 1
+
+
+@pytest.mark.parametrize("model", ["dcgan", "biggan"])
+def test_training_config_builds_either_model(model):
+    from fairray.config import GanConfig
+    from fairray.train.gan import build_models
+
+    cfg = GanConfig(model=model, width=8, z_dim=16, resolution=32)
+    G, D = build_models(cfg)
+    x = G(torch.randn(2, 16))
+    assert x.shape == (2, 3, 32, 32) and D(x).shape == (2,)

@@ -35,7 +35,8 @@ GRID_N = 64
 def build_models(cfg: GanConfig) -> tuple[torch.nn.Module, torch.nn.Module]:
     from fairray.models.gan_factory import build_gan, gan_config
 
-    return build_gan(gan_config(cfg.model, resolution=cfg.resolution, width=cfg.width, z_dim=cfg.z_dim))
+    width = {"dcgan": "width", "biggan": "ch"}[cfg.model]  # each model names its base width its own way
+    return build_gan(gan_config(cfg.model, resolution=cfg.resolution, z_dim=cfg.z_dim, **{width: cfg.width}))
 
 
 def importance(weights: np.ndarray, alpha: float) -> np.ndarray:
