@@ -144,6 +144,8 @@ def test_clip_local_dir_heads_probs_and_reference(tiny_clip, images):
     for h in lab.heads:
         assert probs[h.name].shape == (5, len(h.classes)) and probs[h.name].dtype == np.float32
         np.testing.assert_allclose(probs[h.name].sum(1), 1, atol=1e-5)
+    assert {k: v.shape for k, v in lab.predict_proba(images[:0]).items()} == {"gender": (0, 2), "age5": (0, 5),
+                                                                              "tone4": (0, 4)}
     # Determinism: the same call twice, and a second labeler from the same folder (a plain dir path).
     again = ClipLabeler("tiny", folder).predict_proba(images)
     for k, v in lab.predict_proba(images).items():

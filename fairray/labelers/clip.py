@@ -147,6 +147,7 @@ class ClipLabeler:
             import open_clip
         except ImportError:
             raise FairrayError("clip labeler needs open_clip: pip install 'fairray[clip]'") from None
+        self.prompts = validate_prompts(DEFAULT_PROMPTS if prompts is None else prompts)
         name, checkpoint = _resolve(model_name, pretrained)
         self.model_name, self.pretrained, self.device, self.dtype = name, str(pretrained), str(device), dtype
         self._autocast = self.device.startswith("cuda") and dtype == torch.bfloat16
@@ -164,7 +165,6 @@ class ClipLabeler:
             raise FairrayError(f"clip: {name} wants non-square {size} input; fairray feeds square images")
         self.resolution = int(size[0])
         self.mean, self.std = tuple(cfg["mean"]), tuple(cfg["std"])
-        self.prompts = validate_prompts(DEFAULT_PROMPTS if prompts is None else prompts)
         self.heads = tuple(Head(h, tuple(c), tuple(KNOWN_CODES[h][k] for k in c) if h in KNOWN_CODES else None)
                            for h, c in self.prompts.items())
         self.logit_scale = float(model.logit_scale.detach().float().exp().clamp(max=100))
@@ -186,6 +186,8 @@ class ClipLabeler:
     @torch.inference_mode()
     def predict_proba(self, images: np.ndarray | torch.Tensor) -> dict[str, np.ndarray]:
         check_images(images)
+        if len(images) == 0:  # Ray can hand over empty batches; ViT patching cannot reshape them
+            return {h.name: np.zeros((0, len(h.classes)), np.float32) for h in self.heads}
         x = to_model_input(images, self.resolution, self.device, self.mean, self.std, self.dtype)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self._autocast):
             feats = self.model.encode_image(x).float()

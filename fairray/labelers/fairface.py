@@ -106,6 +106,8 @@ class FairFaceLabeler:
     @torch.inference_mode()
     def predict_proba(self, images: np.ndarray | torch.Tensor) -> dict[str, np.ndarray]:
         check_images(images)
+        if len(images) == 0:  # Ray can hand over empty batches; ViT patching cannot reshape them
+            return {h.name: np.zeros((0, len(h.classes)), np.float32) for h in self.heads}
         x = to_model_input(images, self.resolution, self.device, IMAGENET_MEAN, IMAGENET_STD, self.dtype)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self._autocast):
             logits = self.model(x).float()
