@@ -278,15 +278,21 @@ def generate(
     n: Annotated[int, typer.Option(help="Number of samples.")] = 10_000,
     seed: Annotated[int, typer.Option(help="Latent seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    actors: Annotated[int, typer.Option(help="Generator actors (one GPU each with --device cuda).")] = 1,
+    address: Annotated[str | None, typer.Option(help="Ray address (default $RAY_ADDRESS or a local Ray).")] = None,
     out: OutOpt = None,
 ) -> None:
-    """Sample N faces from a checkpoint through Ray Data actors into the canonical table (with latents)."""
+    """Sample N faces from a checkpoint through Ray Data actors into the canonical table (with latents).
+
+    Re-running with the same --out, checkpoint, n and seed reuses the finished output."""
     from fairray.generate import generate as run_generate
 
     if n < 1:
         raise FairrayError("--n must be at least 1")
     out = default_out("generate", out)
-    run_generate(checkpoint, n, out, seed=seed, device=device)
+    if actors < 1:
+        raise FairrayError("--actors must be at least 1")
+    run_generate(checkpoint, n, out, seed=seed, device=device, actors=actors, address=address)
     out_console.print(f"wrote {n:,} samples to {out / 'data'}; label them with `fairray label {out} --labeler ...`")
 
 
@@ -319,6 +325,35 @@ def evaluate(
     for k, v in m.items():
         table.add_row(k, f"{v:.4f}")
     out_console.print(table)
+
+
+@app.command()
+@user_errors
+def report(
+    run_dir: Annotated[Path | None, typer.Argument(help="A fairray run dir with mlflow.db (e.g. runs/demo-<time>).")
+                       ] = None,
+    experiment: Annotated[str | None, typer.Option(help="Only this MLflow experiment.")] = None,
+    uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default RUN_DIR/mlflow.db, else "
+                                                 "$MLFLOW_TRACKING_URI).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="HTML file to write (default RUN_DIR/report.html, "
+                                                                  "else runs/report-<time>.html).")] = None,
+) -> None:
+    """Build the self-contained HTML fairness report from MLflow runs (a run dir, an experiment, any store)."""
+    import os
+
+    from fairray.report_runs import build, store_uri
+
+    if run_dir is None and experiment is None:
+        raise FairrayError("give a RUN_DIR or --experiment NAME (with --uri or $MLFLOW_TRACKING_URI)")
+    if run_dir is not None and not Path(run_dir).is_dir():
+        raise FairrayError(f"{run_dir} is not a directory")
+    uri = uri or (store_uri(run_dir) if run_dir is not None else os.environ.get("MLFLOW_TRACKING_URI"))
+    if uri is None:
+        raise FairrayError("--experiment needs --uri or $MLFLOW_TRACKING_URI (where the runs are)")
+    out = out or (Path(run_dir) / "report.html" if run_dir is not None
+                  else Path("runs") / f"report-{time.strftime('%Y%m%d-%H%M%S')}.html")
+    path = build(uri, out, experiment)
+    out_console.print(f"report: {path.resolve()}")
 
 
 @app.command()

@@ -22,6 +22,8 @@ from fairray.data.table import decode_images, read_table
 from fairray.errors import FairrayError
 from fairray.metrics.fairness import fairness_discrepancy, kl_to_uniform
 from fairray.report import Section, fig_png, grid_figure, shares_figure, write_html
+from fairray.report_runs import build as build_report
+from fairray.report_runs import log_section
 from fairray.tracking import RunHandle, Tracker
 
 SHOWN_ATTRIBUTES = ["gender", "tone4", "Young", "Smiling", "Eyeglasses", "hair"]
@@ -49,6 +51,11 @@ class Ctx:
     sections: list[Section] = field(default_factory=list)
     paths: dict[str, Path] = field(default_factory=dict)
     manifest: dict = field(default_factory=dict)
+
+    def add(self, section: Section, run: RunHandle | None = None) -> None:
+        """Keep a report section and store it in MLflow, which the report is built from."""
+        self.sections.append(section)
+        log_section(run or self.parent, section, len(self.sections))
 
 
 def data_metrics(df: pd.DataFrame, attrs: list[str]) -> dict[str, float]:
@@ -105,8 +112,8 @@ def stage_data(c: Ctx) -> None:
         {s: {"rows": int(m["rows"]), **{k: m[k] for k in m if k.startswith(("fairness_", "kl_"))
                                         and any(k.endswith(f"_{a}_exact") for a in bias_attrs)}}
          for s, m in (("biased", b), ("reference", r))}, orient="index")
-    c.sections += [Section("Data: biased vs balanced reference", text, [("attribute shares", shares_png)], summary),
-                   Section("Sample grids", "", grids)]
+    c.add(Section("Data: biased vs balanced reference", text, [("attribute shares", shares_png)], summary))
+    c.add(Section("Sample grids", "", grids))
 
 
 def stage_attrclf(c: Ctx) -> None:
@@ -123,7 +130,7 @@ def stage_attrclf(c: Ctx) -> None:
             f"temperature-calibrated on its val split. Its weakest head is {worst} at "
             f"{metrics[f'acc_{worst}_test']:.1%}; it labels everything below.")
     png = (c.paths["attrclf"] / "calibration.png").read_bytes()
-    c.sections.append(Section("Attribute classifier (attrclf)", text, [("reliability after calibration", png)], table))
+    c.add(Section("Attribute classifier (attrclf)", text, [("reliability after calibration", png)], table))
 
 
 def stage_label(c: Ctx) -> None:
@@ -134,15 +141,14 @@ def stage_label(c: Ctx) -> None:
     c.paths["labeled"] = out
     c.result.metrics["label"] = {f"agreement_{h}": e.get("agreement_with_ground_truth", float("nan"))
                                  for h, e in s["heads"].items()} | {"rows": s["rows_out"], "errors": s["errors"]}
-    with c.tracker.run("label", parent=c.parent, tags={"fairray.stage": "label"}) as run:
-        run.log_metrics(c.result.metrics["label"])
-        run.log_artifact(out / "distributions.png", "charts")
     g = s["heads"]["gender"]
     text = (f"Ray Data streamed {s['rows_out']:,} rows through a decode task and an attrclf actor pool "
             f"({s['errors']} bad rows). Predicted gender shares {g['shares'][0]:.3f}/{g['shares'][1]:.3f} vs ground "
             f"truth; agreement {g['agreement_with_ground_truth']:.1%}.")
-    c.sections.append(Section("Labeling with Ray Data", text,
-                              [("labeled vs ground truth vs uniform", (out / "distributions.png").read_bytes())]))
+    with c.tracker.run("label", parent=c.parent, tags={"fairray.stage": "label"}) as run:
+        run.log_metrics(c.result.metrics["label"])
+        c.add(Section("Labeling with Ray Data", text,
+                      [("labeled vs ground truth vs uniform", (out / "distributions.png").read_bytes())]), run)
 
 
 def stage_balance(c: Ctx) -> None:
@@ -153,7 +159,9 @@ def stage_balance(c: Ctx) -> None:
     table = pd.DataFrame(s["cells"]).T.astype({"rows": int})
     text = (f"Balancing over predicted gender x tone4 (fair-distill's balanced sampler) keeps exactly "
             f"{int(table.rows.iloc[0])} rows per cell: {s['rows_in']:,} -> {s['rows_out']:,} rows.")
-    c.sections.append(Section("Balancing (gender x tone4)", text, [], table))
+    with c.tracker.run("balance", parent=c.parent, tags={"fairray.stage": "balance"}) as run:
+        run.log_metrics(c.result.metrics["balance"])
+        c.add(Section("Balancing (gender x tone4)", text, [], table), run)
 
 
 def stage_reweight(c: Ctx) -> None:
@@ -163,16 +171,16 @@ def stage_reweight(c: Ctx) -> None:
     r = reweight.run(cfg, c.out / "reweighted")
     c.paths["reweighted"] = c.out / "reweighted"
     c.result.metrics["reweight"] = {k: v for k, v in r.items() if isinstance(v, float)}
-    with c.tracker.run("density-ratio", parent=c.parent, tags={"fairray.stage": "reweight"}) as run:
-        run.log_metrics(c.result.metrics["reweight"])
-        run.log_artifact(c.out / "reweighted" / "ratio_calibration.png", "charts")
     ws, us = r["weights"]["weighted_share_gender"], r["weights"]["unweighted_share_gender"]
     text = (f"fairgen's density-ratio classifier (reference vs biased) reaches balanced accuracy "
             f"{r['ratio_clf_balanced_acc_val']:.1%}; temperature scaling moves its ECE from "
             f"{r['ratio_clf_ece_val_raw']:.3f} to {r['ratio_clf_ece_val']:.3f}. With w = D/(1-D), clipped at "
             f"{r['clip_max']:.1f}, the female share D sees rises from {us.get(1, 0):.1%} to {ws.get(1, 0):.1%}.")
-    c.sections.append(Section("fairgen density ratio", text, [
-        ("reliability before/after calibration", (c.out / "reweighted" / "ratio_calibration.png").read_bytes())]))
+    with c.tracker.run("density-ratio", parent=c.parent, tags={"fairray.stage": "reweight"}) as run:
+        run.log_metrics(c.result.metrics["reweight"])
+        c.add(Section("fairgen density ratio", text, [
+            ("reliability before/after calibration", (c.out / "reweighted" / "ratio_calibration.png").read_bytes())]),
+            run)
 
 
 def stage_gan(c: Ctx) -> None:
@@ -214,7 +222,7 @@ def stage_gan(c: Ctx) -> None:
             f"{fd['gan-unweighted']:.3f} -> {fd['gan-reweighted']:.3f} "
             f"({1 - fd['gan-reweighted'] / max(fd['gan-unweighted'], 1e-9):.0%} lower). Shares are attrclf labels "
             f"of {c.cfg.eval_n:,} samples with bootstrap intervals in MLflow.")
-    c.sections.append(Section("GANs: unweighted vs fairgen-reweighted", text, grids, table))
+    c.add(Section("GANs: unweighted vs fairgen-reweighted", text, grids, table))
 
 
 STAGES: dict[str, Callable[[Ctx], None]] = {
@@ -248,7 +256,12 @@ def run_demo(cfg: DemoConfig, out: Path, say: Callable[[str], None] = print) -> 
             if s == "report":
                 subtitle = (f"SynthFaces {cfg.synth.resolution}px, bias {c.manifest['bias']}; MLflow: {tracker.uri} "
                             f"(experiment {cfg.tracking.experiment})")
-                write_html(result.report, "fairray demo report", subtitle, c.sections)
+                parent.flush()
+                if tracker.active:  # the report reads every number back from MLflow
+                    build_report(tracker.uri, result.report, cfg.tracking.experiment, "fairray demo report", subtitle,
+                                 run_id=parent.run_id)
+                else:
+                    write_html(result.report, "fairray demo report", subtitle, c.sections)
                 parent.log_artifact(result.report)
             else:
                 STAGES[s](c)

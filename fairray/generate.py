@@ -6,12 +6,13 @@ labeled later with `fairray label`.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from fairray.data.table import DATA_DIR, encode_png, write_manifest
+from fairray.data.table import DATA_DIR, MANIFEST, encode_png, read_manifest, write_manifest
 from fairray.errors import FairrayError
 from fairray.ray_env import init_ray, resolve_device
 
@@ -57,8 +58,15 @@ def generate(checkpoint: Path, n: int, out: Path, seed: int = 0, batch_size: int
     if not is_complete(Path(checkpoint)):
         raise FairrayError(f"{checkpoint} is not a complete fairray GAN checkpoint")
     out = Path(out)
+    manifest = {"source": "generated", "checkpoint": str(Path(checkpoint).resolve()), "rows": n, "seed": seed}
     if (out / DATA_DIR).exists():
-        raise FairrayError(f"{out / DATA_DIR} exists; choose a new --out")
+        done = read_manifest(out) if (out / MANIFEST).is_file() else None
+        if done is not None and {k: done.get(k) for k in manifest} == manifest:
+            return done  # a re-submitted job reuses its finished output
+        if done is not None:
+            raise FairrayError(f"{out} holds other samples ({done.get('rows')} rows, seed {done.get('seed')} from "
+                               f"{done.get('checkpoint')}); choose a new --out")
+        shutil.rmtree(out / DATA_DIR)  # no manifest: an interrupted write, never read
     init_ray(address)
     dev = resolve_device(device)
     ds = ray.data.range(n).map_batches(
@@ -67,6 +75,5 @@ def generate(checkpoint: Path, n: int, out: Path, seed: int = 0, batch_size: int
         batch_size=batch_size, batch_format="numpy", num_cpus=0.5, num_gpus=1 if dev == "cuda" else 0,
         compute=ray.data.ActorPoolStrategy(size=actors))
     ds.write_parquet(str(out / DATA_DIR))
-    manifest = {"source": "generated", "checkpoint": str(checkpoint), "rows": n, "seed": seed}
     write_manifest(out, manifest)
     return manifest

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 
 import torch
 
@@ -34,7 +35,12 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, object_sto
     else:
         # A private local cluster on loopback: no token file written to ~/.ray (clusters you join keep theirs).
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1",
+        # Ray Train's internal actors find the State API by "auto" address discovery, which fails when another
+        # local Ray runs on this machine; pinning the dashboard port and naming it keeps them on ours.
+        port = _free_port() if dashboard else None
+        if port is not None:
+            os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+        ray.init(num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1", dashboard_port=port,
                  object_store_memory=object_store_mb * 2**20, **quiet)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = True
@@ -81,3 +87,9 @@ def quiet_train_worker() -> None:
     for name in list(logging.root.manager.loggerDict):
         if "ray/train" in name or name.startswith("ray.train"):
             logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -35,3 +35,26 @@ def attrclf_trained(tmp_path_factory, ray_local):
                         heads=ATTRCLF_HEADS, epochs=4, blocks=[1, 1, 1, 1])
     metrics = attrclf.run(cfg, out, progress=False)
     return out / "attrclf", metrics
+
+
+@pytest.fixture(scope="session")
+def synth_90_10(tmp_path_factory):
+    """A small 90_10 gender-biased SynthFaces set (32 px) with a balanced reference subset and val/test splits."""
+    from fairray.config import SynthConfig
+    from fairray.data import synth_dataset
+
+    out = tmp_path_factory.mktemp("synth-90-10")
+    synth_dataset.build(SynthConfig(n=2000, perc=0.25, val_frac=0.1, test_frac=0.1), out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def gan_trained(tmp_path_factory, ray_local, synth_90_10):
+    """One small unweighted DCGAN trained with Ray Train on `synth_90_10`: its complete checkpoint dir."""
+    from fairray.config import GanConfig
+    from fairray.train import gan
+
+    out = tmp_path_factory.mktemp("gan")
+    cfg = GanConfig(dataset=str(synth_90_10), name="fixture", width=16, z_dim=32, batch_size=32, kimg=6,
+                    tick_kimg=2, snapshot_ticks=3, reweight="none")
+    return gan.fit(cfg, synth_90_10, out)

@@ -8,6 +8,7 @@ from fairray.cli import app
 from fairray.config import GanConfig, SynthConfig
 from fairray.data import synth_dataset
 from fairray.data.table import read_table
+from fairray.errors import FairrayError
 from fairray.generate import generate
 from fairray.train import gan
 from fairray.train.checkpoint import load_state
@@ -69,6 +70,10 @@ def test_run_logs_rank0_ticks_to_mlflow_and_reuses_the_run(ray_local, dataset, t
     assert len(rows) == 96 and rows.image_id.is_unique and len(rows.latent.iloc[0]) == cfg.z_dim
     assert rows.latent.map(list).tolist() == again.latent.map(list).tolist()
     assert set(rows.generator) == {"dcgan:tracked"} and rows.error.isna().all()
+    # a re-submitted generation job reuses its finished output; other samples into the same dir are refused
+    assert generate(ckpt, 96, tmp_path / "gen", seed=3)["rows"] == 96
+    with pytest.raises(FairrayError, match="holds other samples"):
+        generate(ckpt, 96, tmp_path / "gen", seed=4)
     res = CliRunner().invoke(app, ["evaluate", ckpt, "--labeler", f"attrclf:{attrclf_trained[0]}", "--n", "200",
                                    "--reference", str(dataset), "--repeats", "2"])
     assert res.exit_code == 0, res.output
