@@ -72,7 +72,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("runs/fairgen-effect"))
     ap.add_argument("--settings", default="90_10@0.25,80_20@0.25,multi@0.25,90_10@0.1")
-    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--n", type=int, default=8000, help="biased rows per set")
     ap.add_argument("--kimg", type=float, default=96)
@@ -92,6 +92,9 @@ def main() -> None:
     labeler = AttrClfLabeler(clf_dir / "attrclf")
     report: dict = {"config": vars(args) | {"out": str(out), "results": str(args.results)},
                     "attrclf_heldout": {k: v for k, v in clf_metrics.items() if k.startswith("acc_")}, "runs": []}
+    if args.results.is_file():  # resume / extend: runs already measured with the same kimg are kept, not redone
+        report["runs"] = [r for r in json.loads(args.results.read_text())["runs"] if r["kimg"] == args.kimg]
+    done = {(r["setting"], r["perc"], r["seed"], r["ratio"], r["mode"]) for r in report["runs"]}
     tag = count_tag(args.eval_n)
     ablate = set(parse_settings(args.ablate_raw)) if args.ablate_raw else set()
     for (preset, perc), seed in product(parse_settings(args.settings), [int(s) for s in args.seeds.split(",")]):
@@ -118,6 +121,8 @@ def main() -> None:
                 if mode not in args.modes.split(",") or (mode == "none" and vname != "calibrated"):
                     continue
                 name = f"{key}-{vname}-{mode}"
+                if (preset, perc, seed, vname, mode) in done:
+                    continue
                 cfg = demo.gan.model_copy(update={"dataset": str(wdir), "name": name, "reweight": mode, "seed": seed,
                                                   "kimg": args.kimg, "eval_attributes": ["gender"]})
                 t_run = time.perf_counter()

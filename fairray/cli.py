@@ -251,6 +251,79 @@ def debias_ratio(
     out_console.print(f"weighted data: {out / 'data'}  calibration plot: {out / 'ratio_calibration.png'}")
 
 
+def _fair_table(title: str, rows: dict[str, dict], target: str, protected: str) -> Table:
+    """Downstream metrics (value [95% bootstrap interval]) per method, one column each."""
+    from fairray.metrics.downstream import metric_name
+
+    table = Table("metric", *rows, title=title)
+    for k in ("acc", "worst_group_acc", "ap", "deo", "ba", "kl", "dp_gap", "eo_gap"):
+        name = metric_name(k, target, protected)
+        table.add_row(name, *(f"{m[name]:.3f} [{m.get(name + '_lo', float('nan')):.3f}, "
+                              f"{m.get(name + '_hi', float('nan')):.3f}]" for m in rows.values()))
+    return table
+
+
+@app.command("train-classifier")
+@user_errors
+def train_classifier(config: ConfigOpt = None, set_: SetOpt = None, dry_run: DryRunOpt = False,
+                     out: OutOpt = None) -> None:
+    """Train the downstream target classifier (Ray Train) and report AP/DEO/BA/KL, acc/worst-group/DP/EO."""
+    from fairray.config import FairClassifierConfig
+    from fairray.train import classifier
+
+    cfg = resolve(FairClassifierConfig, config, set_, dry_run)
+    if cfg is None:
+        return
+    out = default_out("train-classifier", out)
+    m = classifier.run(cfg, out, progress=True)
+    out_console.print(_fair_table(f"{cfg.target} classifier, protected {cfg.protected} ({int(m['n_eval'])} test rows)",
+                                  {"classifier": m}, cfg.target, cfg.protected))
+
+
+@debias_app.command("latent")
+@user_errors
+def debias_latent(config: ConfigOpt = None, set_: SetOpt = None, dry_run: DryRunOpt = False,
+                  out: OutOpt = None) -> None:
+    """GAN Data Debiasing: complementary latent pairs (target kept, protected flipped) + fair classifier."""
+    from fairray.config import LatentDebiasConfig
+    from fairray.debias import latent
+
+    cfg = resolve(LatentDebiasConfig, config, set_, dry_run)
+    if cfg is None:
+        return
+    out = default_out("debias-latent", out)
+    m = latent.run(cfg, out, progress=True)
+    out_console.print(_fair_table("classifier on real + complementary pairs", {"latent": m},
+                                  cfg.classifier.target, cfg.classifier.protected))
+    out_console.print(f"pairs: target kept {m['pairs_target_kept']:.3f}, protected flipped "
+                      f"{m['pairs_protected_flipped']:.3f} (labeler-measured)")
+
+
+@debias_app.command("diga")
+@user_errors
+def debias_diga(
+    grid: Annotated[bool, typer.Option("--grid", help="Train one classifier per (c, s) of coefficients x strengths.")
+                    ] = False,
+    config: ConfigOpt = None, set_: SetOpt = None, dry_run: DryRunOpt = False, out: OutOpt = None,
+) -> None:
+    """DiGA: invert, find n = normalise(w_a - c w_b), edit the biased training set, train the fair classifier."""
+    from fairray.config import DigaConfig
+    from fairray.debias import directions
+
+    cfg = resolve(DigaConfig, config, set_, dry_run)
+    if cfg is None:
+        return
+    out = default_out("debias-diga", out)
+    t, p = cfg.classifier.target, cfg.classifier.protected
+    if grid:
+        r = directions.grid(cfg, out)
+        out_console.print(_fair_table("DiGA (c, s) grid", {f"c={m['c']:g} s={m['s']:g}": m for m in r["points"]}, t, p))
+        out_console.print(f"best by {r['select']}: c={r['best']['c']:g} s={r['best']['s']:g}")
+        return
+    m = directions.run(cfg, out, progress=True)
+    out_console.print(_fair_table(f"DiGA c={m['c']:g} s={m['s']:g}", {"diga": m}, t, p))
+
+
 @app.command("train-gan")
 @user_errors
 def train_gan(
@@ -354,6 +427,86 @@ def report(
                   else Path("runs") / f"report-{time.strftime('%Y%m%d-%H%M%S')}.html")
     path = build(uri, out, experiment)
     out_console.print(f"report: {path.resolve()}")
+
+
+@app.command("tune")
+@user_errors
+def tune_cmd(
+    space: Annotated[Path, typer.Argument(help="Search space YAML (tune_spaces/*.yaml, or its stem).")],
+    space_set: Annotated[list[str] | None, typer.Option(
+        "--space-set", help="Override a space key: params.alpha.values=[0,1] (repeatable).")] = None,
+    config: ConfigOpt = None, set_: SetOpt = None, dry_run: DryRunOpt = False, out: OutOpt = None,
+) -> None:
+    """Ray Tune campaign over a space (MLflow parent + child runs); re-running the same command continues it."""
+    from fairray.config import TuneCampaignConfig
+    from fairray.tune.campaign import run_campaign
+    from fairray.tune.spaces import describe, load_space
+
+    sp = load_space(space, space_set)  # a bad space fails here, before Ray or any trial starts
+    cfg = resolve(TuneCampaignConfig, config, set_, dry_run)
+    if cfg is None:
+        out_console.print(f"# {describe(sp)}", highlight=False, markup=False)
+        return
+    out = default_out("tune", out)
+    res = run_campaign(sp, cfg, out, config, set_, space_set, say=lambda s: console.print(f"[bold cyan]{s}[/]"))
+    (f_name, _), (q_name, _) = res.metrics["fairness"], res.metrics["quality"]
+    params = [c for c in res.table.columns if c.startswith("param.")]
+    table = Table("trial", *[c.removeprefix("param.") for c in params], f_name, q_name, "s", "Pareto",
+                  title=f"campaign {res.name}" + (" (continued)" if res.restored else ""))
+    for _, r in res.table.iterrows():
+        table.add_row(r.trial_id, *[str(r[c]) for c in params],
+                      *[("-" if r[k] is None or r[k] != r[k] else f"{r[k]:.4f}") for k in (f_name, q_name)],
+                      f"{(r.seconds or 0):.0f}", "*" if r.get("pareto") is True else "")
+    out_console.print(table)
+    out_console.print(f"MLflow: {res.tracking_uri} (experiment '{res.experiment}', parent run {res.parent_run_id}); "
+                      f"compare: fairray compare {out} --experiment {res.experiment}")
+
+
+@app.command("compare")
+@user_errors
+def compare_cmd(
+    run_dir: Annotated[Path | None, typer.Argument(help="A fairray run dir with mlflow.db (e.g. a `tune` --out).")
+                       ] = None,
+    experiment: Annotated[str | None, typer.Option(help="Only this MLflow experiment.")] = None,
+    uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default RUN_DIR/mlflow.db, else "
+                                                 "$MLFLOW_TRACKING_URI).")] = None,
+    quality_limit: Annotated[float | None, typer.Option(
+        help="Select the fairest run whose quality meets this bound (<= for distances, >= for accuracies).")] = None,
+    fairness: Annotated[str | None, typer.Option(help="Fairness metric to compare on (default: detected).")] = None,
+    quality: Annotated[str | None, typer.Option(help="Quality metric to compare on (default: detected).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Where compare.csv/png go (default RUN_DIR, "
+                                                                  "else runs/compare-<time>).")] = None,
+) -> None:
+    """Compare MLflow runs (campaigns and single runs): table, Pareto front, scatter PNG, CSV, best under a bound."""
+    import os
+
+    from fairray.compare import compare
+    from fairray.report_runs import store_uri
+
+    if run_dir is not None and not Path(run_dir).is_dir():
+        raise FairrayError(f"{run_dir} is not a directory")
+    uri = uri or (store_uri(run_dir) if run_dir is not None else os.environ.get("MLFLOW_TRACKING_URI"))
+    if uri is None:
+        raise FairrayError("give a RUN_DIR (with mlflow.db), --uri, or set $MLFLOW_TRACKING_URI")
+    out = out or (Path(run_dir) if run_dir is not None else default_out("compare", None))
+    c = compare(uri, out, experiment, quality_limit, fairness, quality)
+    (f_name, _), (q_name, q_mode) = c.fairness, c.quality
+    params = [col for col in c.table.columns if col.startswith("param.")]
+    table = Table("run", "campaign", *[p.removeprefix("param.") for p in params], f_name, q_name, "cost s", "Pareto",
+                  title=f"{len(c.table)} run(s) on {f_name} vs {q_name}" + (f" ({c.skipped} other run(s) skipped)"
+                                                                            if c.skipped else ""))
+    for _, r in c.table.iterrows():
+        table.add_row(r.run, r.campaign, *[str(r[p]) for p in params], f"{r[f_name]:.4f}", f"{r[q_name]:.4f}",
+                      f"{r.cost_s:.0f}", "*" if r.pareto else "")
+    out_console.print(table)
+    out_console.print(f"Pareto front: {int(c.table.pareto.sum())} run(s) marked *; plot: {c.png}; table: {c.csv}")
+    if quality_limit is not None:
+        if c.best is None:
+            out_console.print(f"no run has {q_name} {'<=' if q_mode == 'min' else '>='} {quality_limit:g}")
+        else:
+            out_console.print(f"fairest run with {q_name} {'<=' if q_mode == 'min' else '>='} {quality_limit:g}: "
+                              f"{c.best.run} ({f_name} {c.best[f_name]:.4f}, {q_name} {c.best[q_name]:.4f})")
+            out_console.print(f"reproduce: {c.best.command}", highlight=False, markup=False)
 
 
 @app.command()

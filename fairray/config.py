@@ -147,6 +147,181 @@ class GanConfig(Cfg):
     tracking: TrackingConfig = Field(default_factory=lambda: TrackingConfig(experiment="fairray-gan"))
 
 
+class FairClassifierConfig(Cfg):
+    """Downstream target classifier (ResNet-18 layout by default) on real + augmented rows, with per-row weights;
+    fairness measured on the balanced reference test split (train/classifier.py)."""
+
+    dataset: str | None = Field(None, description="canonical dataset dir; default: render `synth`")
+    synth: SynthConfig = Field(default_factory=lambda: SynthConfig(n=20_000, bias="diga", perc=0.5, test_frac=0.2))
+    target: str = "Smiling"
+    protected: str = "gender"
+    train_subset: str | None = Field("biased", description="real training rows (None: every train row)")
+    eval_subset: str | None = Field("reference", description="val/test rows scored (reference: balanced)")
+    augment_data: list[str] = Field(default_factory=list, description="extra datasets (e.g. generated pairs)")
+    resolution: Literal[32, 64, 128] = 32
+    width: int = Field(16, ge=4)
+    blocks: list[int] = Field(default_factory=lambda: [2, 2, 2, 2], min_length=1)
+    kimg: float = Field(40.0, gt=0, description="training length in thousands of images (same for every method)")
+    batch_size: int = Field(128, ge=2)
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    hflip: bool = True
+    threshold: Literal["calibrated", "fixed"] = Field(
+        "calibrated", description="calibrated: #predicted positives = #positives on val; fixed: 0.5")
+    n_boot: int = Field(200, ge=0, description="bootstrap resamples for the metric intervals")
+    seed: int = 0
+    backend: Literal["ray", "local"] = Field("ray", description="ray: Ray Train DDP; local: same loop in-process")
+    ray: RayConfig = Field(default_factory=RayConfig)
+    tracking: TrackingConfig = Field(default_factory=lambda: TrackingConfig(experiment="fairray-classifier"))
+
+
+class LatentDebiasConfig(Cfg):
+    """GAN Data Debiasing: complementary latents z' (target kept, protected flipped) as training pairs."""
+
+    classifier: FairClassifierConfig = Field(default_factory=FairClassifierConfig)
+    labeler: str | None = Field(None, description="hallucinates target + protected labels, e.g. attrclf:DIR")
+    generator: str | None = Field(None, description="GAN checkpoint dir; default: train `gan` on the biased rows")
+    gan: GanConfig = Field(default_factory=lambda: GanConfig(name="debias-gan", kimg=96, tick_kimg=16,
+                                                             snapshot_ticks=6))
+    n_svm: int = Field(10_000, ge=100, description="latents the two hyperplanes are fit on")
+    n_pairs: int = Field(10_000, ge=1, description="(z, z') pairs added to the training set")
+    svm_c: float = Field(1.0, gt=0, description="LinearSVC C")
+    svm_balanced: bool = Field(True, description="class_weight=balanced (hallucinated labels are skewed)")
+    flip_scale: float = Field(2.0, gt=0, description="2: reflect across the protected hyperplane; 1: onto it")
+    synthetic_weight: float = Field(1.0, gt=0, description="per-row loss weight of the generated pairs")
+    seed: int = 0
+
+
+class DigaConfig(Cfg):
+    """DiGA: invert images into the GAN latent space, edit along n = normalise(w_a - c w_b), augment, classify."""
+
+    classifier: FairClassifierConfig = Field(default_factory=FairClassifierConfig)
+    labeler: str | None = Field(None, description="judges whether an edit keeps the target (choice of c)")
+    generator: str | None = Field(None, description="GAN checkpoint dir; default: train `gan` on the biased rows")
+    gan: GanConfig = Field(default_factory=lambda: GanConfig(name="debias-gan", kimg=96, tick_kimg=16,
+                                                             snapshot_ticks=6))
+    encoder_width: int = Field(32, ge=4)
+    encoder_kimg: float = Field(60.0, gt=0, description="generated (G(z), z) pairs the encoder sees, thousands")
+    encoder_lr: float = Field(1e-3, gt=0)
+    refine_steps: int = Field(10, ge=0, description="latent optimisation steps per image after the encoder")
+    refine_lr: float = Field(0.05, gt=0)
+    c_strong: float = Field(1e-4, gt=0, description="LogisticRegression C of the strongly regularised fit (w_a)")
+    c_weak: float = Field(1e4, gt=0, description="LogisticRegression C of the weakly regularised fit (w_b)")
+    coefficients: list[float] = Field(default_factory=lambda: [round(0.5 + 0.1 * i, 1) for i in range(11)])
+    coefficient: float | None = Field(None, description="fixed c; default: the grid's c whose edits keep the target")
+    strengths: list[float] = Field(default_factory=lambda: [2.0, 3.0, 4.0], description="s grid (--grid)")
+    strength: float = Field(3.0, gt=0, description="edit strength s in latent units")
+    edit: Literal["residual", "generate"] = Field(
+        "residual", description="residual: x + G(z+sn) - G(z) keeps the image's detail; generate: G(z+sn)")
+    choose_n: int = Field(512, ge=16, description="val images edited to choose c")
+    edit_weight: float = Field(1.0, gt=0, description="per-row loss weight of edited images")
+    seed: int = 0
+
+
+class TuneCampaignConfig(Cfg):
+    """`fairray tune SPACE`: the campaign's fixed settings; the space file (tune_spaces/*.yaml) says what is searched."""
+
+    name: str | None = Field(None, description="campaign name (default: the space file's stem); re-running the "
+                                               "same name with the same --out continues it after a crash")
+    base: dict[str, Any] = Field(default_factory=dict, description="settings of the trainable's config, merged "
+                                                                  "over the space's `fixed` (e.g. base.kimg=48)")
+    dataset: str | None = Field(None, description="canonical dataset (biased + reference rows); default: render "
+                                                  "`synth` once per searched perc")
+    synth: SynthConfig = Field(default_factory=lambda: SynthConfig(n=6_000, perc=0.25))
+    ratio_epochs: int = Field(4, ge=1, description="density-ratio classifier epochs (GAN campaigns with weights)")
+    labeler: str | None = Field(None, description="generator fairness labeler (attrclf:DIR); default: train `attrclf`")
+    attrclf: AttrClfConfig = Field(default_factory=lambda: AttrClfConfig(
+        synth=SynthConfig(n=5_000, bias="none", perc=0.0, seed=1), epochs=3, blocks=[1, 1, 1, 1],
+        heads=["gender", "tone4", "Young", "Smiling", "Eyeglasses", "hair"]))
+    eval_n: int = Field(2_000, ge=100, description="generated samples per evaluation (metric names say it: _2k)")
+    trial_cpus: float = Field(0.5, gt=0, description="CPUs the trial process itself holds (its Ray Train workers "
+                                                     "ask for their own)")
+    ray: RayConfig = Field(default_factory=RayConfig)
+    tracking: TrackingConfig = Field(default_factory=lambda: TrackingConfig(experiment="fairray-tune"))
+
+
+class DistillConfig(Cfg):
+    """Fair distillation: teacher GAN -> labeled (z, image) pairs -> balanced sampler -> small student (Ray Train DDP).
+
+    Student loss: lambda_pix (1 - k) L1(S(z), T(z)) + lambda_adv hinge + lambda_feat L1(D features) + lambda_fair L_fair,
+    with L_fair the KL (or L2) between the frozen attrclf's batch-mean soft prediction on student samples and the target
+    distribution over `fair_by` cells (differentiable, unlike fair-distill's argmax Shannon term)."""
+
+    teacher: str | None = Field(None, description="teacher GAN checkpoint dir (ray_results/<name>/checkpoint_*)")
+    labeler: str | None = Field(None, description="attrclf:DIR: labels the pairs, is L_fair's frozen classifier "
+                                                  "and scores teacher and student")
+    pairs: str | None = Field(None, description="reuse a labeled pairs dataset (a previous run's <out>/pairs_labeled)")
+    reference: str | None = Field(None, description="dataset whose reference rows fd_attrclf is measured against; "
+                                                    "default: the teacher's training dataset")
+    name: str = Field("distill", description="run name: re-running with the same name and --out resumes")
+    n_pairs: int = Field(10_000, ge=16, description="M: (z, teacher image) pairs drawn from the teacher")
+    balance_by: list[str] = Field(default_factory=lambda: ["gender"], min_length=1,
+                                  description="attribute or intersection (e.g. gender,tone4) the sampler balances")
+    sampler: Literal["weights", "undersample", "none"] = Field(
+        "weights", description="weights: draw pairs with p ~ 1/(K share(cell)); undersample: min-cell count per cell")
+    student_width: int | None = Field(None, ge=2, description="student base width; default: the widest student "
+                                                               "with <= max_param_ratio x the teacher's parameters")
+    max_param_ratio: float = Field(0.25, gt=0, le=1)
+    lambda_pix: float = Field(1.0, ge=0, description="weight of the pixel L1 term (times 1 - k)")
+    lambda_adv: float = Field(0.05, ge=0, description="hinge adversarial term (D sees teacher images as real)")
+    lambda_feat: float = Field(0.5, ge=0, description="L1 between D features of student and teacher images")
+    lambda_fair: float = Field(1.0, ge=0, description="differentiable fairness term")
+    fair_by: list[str] | None = Field(None, description="attributes of L_fair's target cells; default: balance_by")
+    fair_loss: Literal["kl", "l2"] = Field("kl", description="kl: KL(target || batch-mean prediction); l2: squared")
+    fair_target: list[float] | None = Field(None, description="target over fair_by cells (row-major); default uniform")
+    k_schedule: Literal["linear", "cosine", "step", "constant"] = Field(
+        "linear", description="how k rises from 0 to k_max over training (the pixel term's weight 1 - k decays)")
+    k_max: float = Field(0.5, ge=0, le=1)
+    d_init: Literal["teacher", "scratch"] = Field("teacher", description="D starts from the teacher's D or anew")
+    batch_size: int = Field(64, ge=2, description="per-worker batch")
+    lr_g: float = Field(1e-3, gt=0)
+    lr_d: float = Field(4e-4, gt=0)
+    betas: tuple[float, float] = (0.0, 0.9)
+    kimg: float = Field(20.0, gt=0, description="training length in thousands of pairs shown")
+    tick_kimg: float = Field(2.0, gt=0)
+    snapshot_ticks: int = Field(5, ge=1)
+    keep: int = Field(2, ge=1)
+    ema_decay: float = Field(0.99, ge=0, lt=1)
+    eval_n: int = Field(2_000, ge=100, description="samples of teacher and student scored (names say it: _2k)")
+    eval_seed: int = Field(7, description="latent seed shared by teacher and student in evaluation")
+    eval_attributes: list[str] = Field(default_factory=lambda: ["gender"], description="fairness measured on")
+    report_attributes: list[str] = Field(default_factory=lambda: ["gender", "tone4", "Young", "Smiling", "hair"],
+                                         description="teacher vs student share plots (heads the labeler lacks are "
+                                                     "skipped)")
+    intersections: list[list[str]] = Field(default_factory=lambda: [["gender", "tone4"]])
+    seed: int = 0
+    ray: RayConfig = Field(default_factory=RayConfig)
+    tracking: TrackingConfig = Field(default_factory=lambda: TrackingConfig(experiment="fairray-distill"))
+
+    @field_validator("balance_by", "fair_by", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> Any:
+        return [s.strip() for s in v.split(",")] if isinstance(v, str) else v
+
+
+class FacegenConfig(Cfg):
+    """FairFace-Generator workflow: train a DCGAN-64 on a labeled face set, generate N faces, annotate training and
+    generated faces with the same labeler, report training-vs-generated shares (AI-Face style)."""
+
+    dataset: str | None = Field(None, description="canonical labeled face set; default: render `synth`")
+    synth: SynthConfig = Field(default_factory=lambda: SynthConfig(n=10_000, bias="none", perc=0.0, val_frac=0.05,
+                                                                   test_frac=0.05, resolution=64))
+    generator: str | None = Field(None, description="existing GAN checkpoint dir; default: train `gan`")
+    gan: GanConfig = Field(default_factory=lambda: GanConfig(
+        name="facegen", resolution=64, width=64, z_dim=128, batch_size=64, lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999),
+        loss="bce", kimg=200, tick_kimg=8, snapshot_ticks=5))
+    labeler: str | None = Field(None, description="annotator for training and generated faces (attrclf:DIR, "
+                                                  "fairface:FILE, clip:MODEL:FILE); default: train `attrclf`")
+    attrclf: AttrClfConfig = Field(default_factory=lambda: AttrClfConfig(
+        synth=SynthConfig(n=5_000, bias="none", perc=0.0, seed=1), epochs=3, blocks=[1, 1, 1, 1]))
+    n: int = Field(2_000, ge=10, description="generated faces")
+    seed: int = Field(0, description="latent seed of the generated faces")
+    attributes: list[str] = Field(default_factory=lambda: ["gender", "age9", "Young", "skin_tone10", "tone4"],
+                                  description="reported attributes (heads the labeler lacks are skipped)")
+    intersections: list[list[str]] = Field(default_factory=lambda: [["gender", "tone4"], ["gender", "Young"]])
+    tracking: TrackingConfig = Field(default_factory=lambda: TrackingConfig(experiment="fairray-facegen"))
+
+
 DEMO_STEPS = ("data", "attrclf", "label", "balance", "reweight", "gan")
 
 

@@ -1,0 +1,189 @@
+"""Fair downstream classifiers on SynthFaces: baseline vs GAN Data Debiasing (complementary latent pairs) vs DiGA
+(direction edits), on target x protected cuts biased 1k/9k/9k/1k, scored on the balanced reference test split.
+
+Per run: one attribute classifier (the labeler that hallucinates labels and judges edits) and one generic face
+GAN trained on an unbiased SynthFaces set (Ramaswamy's GAN is trained on all of CelebA and DiGA's generator is
+FFHQ StyleGAN, neither on the biased cut), both reused across pairs and seeds. Per pair: the biased set, the
+DiGA encoder + inversions and the labeler's choice of c (on biased val rows). Per pair and seed: three
+classifiers trained for the same number of images. Nothing is selected on the test split.
+
+    python experiments/fair_classifier.py                     # both pairs, seeds 0,1,2
+    python experiments/fair_classifier.py --pairs Smiling/gender --seeds 0 --labeler attrclf:DIR --generator CKPT
+
+Writes experiments/results/fair_classifier.json after every classifier (partial results survive).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fairray.config import (
+    DemoConfig,
+    DigaConfig,
+    FairClassifierConfig,
+    GanConfig,
+    LatentDebiasConfig,
+    SynthConfig,
+)
+from fairray.data import synth_dataset
+from fairray.debias import directions, latent
+from fairray.labelers.registry import load_labeler
+from fairray.metrics.downstream import metric_name
+from fairray.ray_env import init_ray
+from fairray.train import attrclf, classifier, gan
+
+RESULTS = Path(__file__).parent / "results"
+METHODS = ("baseline", "latent", "diga")
+SHOWN = ("acc", "worst_group_acc", "ap", "deo", "ba", "kl", "dp_gap", "eo_gap")
+
+
+def bias_for(target: str, protected: str) -> str:
+    """DiGA's cut: 9k (t=0, p=0), 1k (0, 1), 1k (1, 0), 9k (1, 1) of 20k (`diga` preset for Smiling x gender)."""
+    return "diga" if (target, protected) == ("Smiling", "gender") else f"{target} x {protected}=9000,1000,1000,9000"
+
+
+def summarise(runs: list[dict]) -> list[dict]:
+    """Mean +- sd over seeds per (pair, method), and the cuts vs the baseline of the same pair."""
+    out = []
+    pairs = sorted({(r["target"], r["protected"]) for r in runs})
+    for t, p in pairs:
+        base = None
+        for method in METHODS:
+            rs = [r for r in runs if (r["target"], r["protected"], r["method"]) == (t, p, method)]
+            if not rs:
+                continue
+            row = {"target": t, "protected": p, "method": method, "seeds": len(rs)}
+            for k in SHOWN:
+                v = np.array([r[metric_name(k, t, p)] for r in rs])
+                row[k], row[f"{k}_sd"] = float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+            if method == "baseline":
+                base = row
+            elif base is not None:
+                row["deo_cut"] = 1 - row["deo"] / base["deo"] if base["deo"] > 0 else float("nan")
+                row["dp_gap_cut"] = 1 - row["dp_gap"] / base["dp_gap"] if base["dp_gap"] > 0 else float("nan")
+                row["acc_cost_points"] = 100 * (base["acc"] - row["acc"])
+                row["meets_issue_bar"] = bool(row["deo_cut"] >= 0.3 and row["dp_gap_cut"] >= 0.3
+                                              and row["acc_cost_points"] <= 2.0)
+            out.append(row)
+    return out
+
+
+def markdown(summary: list[dict]) -> str:
+    lines = ["| target / protected | method | acc | worst-group acc | AP | DEO | DP gap | EO gap | BA | KL |"
+             " DEO cut | DP cut | acc cost (pts) |", "|" + "---|" * 13]
+    for r in summary:
+        def f(k: str, r: dict = r) -> str:
+            return f"{r[k]:.3f} ± {r[k + '_sd']:.3f}"
+
+        cuts = ([f"{100 * r['deo_cut']:.0f}%", f"{100 * r['dp_gap_cut']:.0f}%", f"{r['acc_cost_points']:+.1f}"]
+                if "deo_cut" in r else ["", "", ""])
+        lines.append(f"| {r['target']} / {r['protected']} | {r['method']} | " + " | ".join(
+            f(k) for k in ("acc", "worst_group_acc", "ap", "deo", "dp_gap", "eo_gap", "ba", "kl")) + " | "
+            + " | ".join(cuts) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("runs/fair-classifier"))
+    ap.add_argument("--pairs", default="Smiling/gender,Eyeglasses/Young")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--n", type=int, default=20_000, help="biased training rows (1k/9k/9k/1k at 20k)")
+    ap.add_argument("--kimg", type=float, default=10.0, help="images per classifier, thousands (every method)")
+    ap.add_argument("--width", type=int, default=8)
+    ap.add_argument("--blocks", default="1,1,1")
+    ap.add_argument("--gan-kimg", type=float, default=96.0)
+    ap.add_argument("--labeler", default=None, help="reuse an attrclf (attrclf:DIR) instead of training one")
+    ap.add_argument("--generator", default=None, help="reuse a GAN checkpoint instead of training one")
+    ap.add_argument("--pairs-n", type=int, default=5000, help="complementary pairs per seed (latent method)")
+    ap.add_argument("--strength", type=float, default=3.0, help="DiGA edit strength s")
+    ap.add_argument("--refine-steps", type=int, default=5)
+    ap.add_argument("--backend", default="local", choices=["local", "ray"])
+    ap.add_argument("--results", type=Path, default=RESULTS / "fair_classifier.json")
+    args = ap.parse_args()
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    init_ray(num_cpus=None)
+    timings: dict[str, float] = {}
+
+    labeler = args.labeler
+    if labeler is None:
+        if not (out / "attrclf" / "attrclf" / "model.pt").is_file():
+            attrclf.run(DemoConfig().attrclf, out / "attrclf", progress=False)
+        labeler = f"attrclf:{out / 'attrclf' / 'attrclf'}"
+    timings["attrclf"] = time.perf_counter() - t0
+    generator = args.generator
+    if generator is None:
+        data = out / "gan-data"
+        if not (data / "dataset.json").is_file():  # unbiased faces: a generic generator, like the seeds'
+            synth_dataset.build(SynthConfig(n=10_000, bias="none", perc=0.0, val_frac=0, test_frac=0, seed=7), data,
+                                progress=False)
+        gcfg = GanConfig(dataset=str(data), name="generic-gan", width=32, z_dim=64, kimg=args.gan_kimg,
+                         tick_kimg=16, snapshot_ticks=6)
+        generator = str(gan.fit(gcfg, data, out / "gan"))
+    timings["gan"] = time.perf_counter() - t0 - timings["attrclf"]
+    lab = load_labeler(labeler)
+    report: dict = {"config": vars(args) | {"out": str(out), "results": str(args.results), "labeler": labeler,
+                                            "generator": generator}, "runs": [], "diga_choice": {}}
+    blocks = [int(b) for b in args.blocks.split(",")]
+    for pair in args.pairs.split(","):
+        t, p = pair.split("/")
+        pdir = out / f"{t}-{p}"
+        clf = FairClassifierConfig(synth=SynthConfig(n=args.n, bias=bias_for(t, p), perc=0.5, test_frac=0.2),
+                                   target=t, protected=p, width=args.width, blocks=blocks, kimg=args.kimg,
+                                   backend=args.backend, n_boot=200)
+        dataset = classifier.dataset_path(clf, pdir)
+        clf = clf.model_copy(update={"dataset": str(dataset)})
+        dcfg = DigaConfig(classifier=clf, labeler=labeler, generator=generator, strength=args.strength,
+                          refine_steps=args.refine_steps, encoder_kimg=40)
+        first = out / "encoder.pt"  # the encoder belongs to the generator: train it once, share it
+        (pdir / "diga-prep").mkdir(parents=True, exist_ok=True)
+        if first.is_file() and not (pdir / "diga-prep" / "encoder.pt").is_file():
+            shutil.copy(first, pdir / "diga-prep" / "encoder.pt")
+        t_prep = time.perf_counter()
+        prep = directions.prepare(dcfg, pdir, progress=True)
+        if not first.is_file():
+            shutil.copy(pdir / "diga-prep" / "encoder.pt", first)
+        c, choice = directions.choose_coefficient(dcfg, prep, lab, args.strength)
+        report["diga_choice"][pair] = {"c": c, "grid": choice, "cos_w_a_w_b": float(prep.w_a @ prep.w_b),
+                                       "seconds": time.perf_counter() - t_prep}
+        print(f"{pair}: DiGA c = {c} (edits keep the target on "
+              f"{next(r for r in choice if r['c'] == c)['edit_target_kept']:.3f} of val rows)", flush=True)
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            cs = clf.model_copy(update={"seed": seed})
+            for method in METHODS:
+                t_run = time.perf_counter()
+                if method == "baseline":
+                    m = classifier.run(cs, pdir / f"baseline-seed{seed}", name=f"baseline-seed{seed}")
+                elif method == "latent":
+                    m = latent.run(LatentDebiasConfig(classifier=cs, labeler=labeler, generator=generator,
+                                                      n_svm=5000, n_pairs=args.pairs_n, seed=seed), pdir)
+                else:
+                    m = directions.diga_point(dcfg.model_copy(update={"classifier": cs}), c, args.strength, pdir,
+                                              prep)
+                row = {"target": t, "protected": p, "method": method, "seed": seed,
+                       "seconds": time.perf_counter() - t_run} | m
+                report["runs"].append(row)
+                print(f"{pair} seed {seed} {method:<8s} acc {m['acc']:.3f} wga {m['worst_group_acc']:.3f} "
+                      f"DEO {m[metric_name('deo', t, p)]:.3f} DP {m['dp_gap']:.3f} EO {m['eo_gap']:.3f} "
+                      f"({row['seconds']:.0f} s)", flush=True)
+                report["summary"] = summarise(report["runs"])
+                report["seconds_total"] = time.perf_counter() - t0
+                report["timings"] = timings
+                args.results.parent.mkdir(parents=True, exist_ok=True)
+                args.results.write_text(json.dumps(report, indent=2, default=float))
+    table = markdown(report["summary"])
+    args.results.with_suffix(".md").write_text(table + "\n")
+    print(table)
+    print(f"total {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""DiGA (Zhang et al., CVPR 2024): find the spurious direction from target labels alone, edit along it, augment.
+
+1. Invert the biased training images into the generator's latent space (`models/encoder.py`: an encoder
+   trained on generated pairs, then a few optimisation steps per image).
+2. Fit two logistic regressions on the *target* label only, strongly (C=1e-4) and weakly (C=1e4) regularised;
+   on biased data the strong one leans toward the spurious (protected) attribute. Their unit normals w_a, w_b
+   give n = normalise(w_a - c w_b): for the right c the target component cancels and n is the spurious direction.
+3. c is chosen on val images as the one whose +-s edits keep the target (judged by the labeler's target head;
+   DiGA uses CLIP zero-shot), without any protected labels.
+4. Every training image is edited toward the other class's stereotype (y=0: +s n, y=1: -s n) and the edits are
+   added to the real rows. `residual` edits add G(z + s n) - G(z) to the real image (HFGI-style detail
+   preservation); `generate` uses G(z + s n) itself.
+
+`diga_point(cfg, c, s, out)` trains and scores one (c, s) point (the Tune campaign's trial); `grid` loops over
+cfg.coefficients x cfg.strengths; `run` chooses c by the labeler rule and trains at cfg.strength.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fairray.config import DigaConfig
+from fairray.data.loading import load_split
+from fairray.debias.latent import ensure_generator, freeze_generator, label_images, write_rows
+from fairray.errors import FairrayError
+from fairray.models.encoder import LatentEncoder, invert, to_unit, train_encoder
+
+
+@dataclass
+class Prepared:
+    """Everything one (c, s) point needs, computed once per output dir."""
+
+    dataset: Path
+    checkpoint: Path
+    G: torch.nn.Module
+    z_dim: int
+    encoder: LatentEncoder
+    train_images: np.ndarray
+    train_z: np.ndarray
+    train_y: np.ndarray
+    val_images: np.ndarray
+    val_z: np.ndarray
+    val_y: np.ndarray
+    val_g: np.ndarray
+    w_a: np.ndarray
+    w_b: np.ndarray
+
+
+def fit_directions(z: np.ndarray, y: np.ndarray, c_strong: float = 1e-4, c_weak: float = 1e4, seed: int = 0
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Unit normals of the strongly (w_a) and weakly (w_b) regularised target classifiers (L2 logistic)."""
+    from sklearn.linear_model import LogisticRegression
+
+    if len(np.unique(y)) < 2:
+        raise FairrayError("DiGA directions need both target classes among the training rows")
+    ws = []
+    for C in (c_strong, c_weak):
+        lr = LogisticRegression(C=C, max_iter=5000, random_state=seed).fit(z, y)
+        w = lr.coef_[0].astype(np.float64)
+        ws.append(w / np.linalg.norm(w))
+    return ws[0], ws[1]
+
+
+def combine(w_a: np.ndarray, w_b: np.ndarray, c: float) -> np.ndarray:
+    """n = normalise(w_a - c w_b)."""
+    n = w_a - c * w_b
+    norm = np.linalg.norm(n)
+    if norm < 1e-9:
+        raise FairrayError(f"w_a - {c} w_b vanishes: the two fits agree; pick another coefficient")
+    return n / norm
+
+
+@torch.no_grad()
+def edit(G: torch.nn.Module, images: np.ndarray, z: np.ndarray, n: np.ndarray, shift: np.ndarray,
+         mode: str = "residual", batch: int = 500) -> np.ndarray:
+    """Images moved by shift_i * n in latent space (uint8 NHWC)."""
+    dev = next(G.parameters()).device
+    n_t = torch.as_tensor(n, dtype=torch.float32, device=dev)
+    out = []
+    for i in range(0, len(z), batch):
+        zb = torch.as_tensor(z[i:i + batch], dtype=torch.float32, device=dev)
+        sb = torch.as_tensor(shift[i:i + batch], dtype=torch.float32, device=dev).view(-1, 1)
+        moved = G(zb + sb * n_t)
+        if mode == "residual":
+            moved = to_unit(images[i:i + batch], dev) + moved - G(zb)
+        out.append(((moved.clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+    return np.concatenate(out)
+
+
+def prepare(cfg: DigaConfig, out: Path, progress: bool = False) -> Prepared:
+    """Generator, encoder and inverted latents of the train rows and `choose_n` val rows (cached under out)."""
+    from fairray.train import classifier
+    from fairray.train.gan import load_generator
+
+    out = Path(out)
+    clf = cfg.classifier
+    dataset = classifier.dataset_path(clf, out, progress)
+    ckpt = ensure_generator(cfg.generator, cfg.gan, clf, dataset, out)
+    G, gcfg = load_generator(ckpt)
+    if gcfg.resolution != clf.resolution:
+        raise FairrayError(f"generator makes {gcfg.resolution} px images, the classifier wants {clf.resolution}")
+    freeze_generator(G, gcfg.z_dim)
+    cache = out / "diga-prep"
+    cache.mkdir(parents=True, exist_ok=True)
+    enc_path = cache / "encoder.pt"
+    if enc_path.is_file():
+        enc = LatentEncoder(gcfg.z_dim, gcfg.resolution, cfg.encoder_width)
+        enc.load_state_dict(torch.load(enc_path, weights_only=True))
+        enc.eval()
+    else:
+        enc = train_encoder(G, gcfg.z_dim, gcfg.resolution, cfg.encoder_width, cfg.encoder_kimg, cfg.encoder_lr,
+                            seed=cfg.seed, log=print if progress else None)
+        torch.save(enc.state_dict(), enc_path)
+    x_tr, df_tr = load_split(dataset, "train", [clf.target], size=clf.resolution, subset=clf.train_subset)
+    # DiGA picks c on edits of held-out images of the *biased* distribution: no balanced data is assumed.
+    x_va, df_va = load_split(dataset, "val", [clf.target, clf.protected], size=clf.resolution,
+                             subset=clf.train_subset)
+    pick = np.random.default_rng(cfg.seed).permutation(len(x_va))[:cfg.choose_n]
+    x_va, df_va = x_va[pick], df_va.iloc[pick].reset_index(drop=True)
+    lat = cache / "latents.npz"
+    if lat.is_file():
+        saved = np.load(lat)
+        z_tr, z_va = saved["train"], saved["val"]
+    else:
+        t0 = time.perf_counter()
+        z_tr = invert(G, enc, x_tr, cfg.refine_steps, cfg.refine_lr)
+        z_va = invert(G, enc, x_va, cfg.refine_steps, cfg.refine_lr)
+        np.savez(lat, train=z_tr, val=z_va)
+        if progress:
+            print(f"inverted {len(z_tr) + len(z_va):,} images in {time.perf_counter() - t0:.0f} s", flush=True)
+    y_tr = df_tr[clf.target].to_numpy()
+    w_a, w_b = fit_directions(z_tr, y_tr, cfg.c_strong, cfg.c_weak, cfg.seed)
+    return Prepared(dataset, ckpt, G, gcfg.z_dim, enc, x_tr, z_tr, y_tr, x_va, z_va, df_va[clf.target].to_numpy(),
+                    df_va[clf.protected].to_numpy(), w_a, w_b)
+
+
+def edit_effect(cfg: DigaConfig, prep: Prepared, labeler, c: float, s: float) -> dict[str, float]:
+    """On the val rows: how often both +-s edits keep the labeler's target (DiGA's criterion, the score used to
+    choose c), and, as a diagnostic only, how often they move the protected label."""
+    t, g = cfg.classifier.target, cfg.classifier.protected
+    n = combine(prep.w_a, prep.w_b, c)
+    k = len(prep.val_z)
+    labs = [label_images(edit(prep.G, prep.val_images, prep.val_z, n, np.full(k, sign * s), cfg.edit), labeler,
+                         [t, g]) for sign in (1.0, -1.0)]
+    kept = (labs[0][t] == prep.val_y) & (labs[1][t] == prep.val_y)
+    return {"edit_target_kept": float(kept.mean()),
+            # +s pushes toward the protected value that co-occurs with y=1, -s away from it
+            "edit_protected_gap": float(labs[0][g].mean() - labs[1][g].mean())}
+
+
+def choose_coefficient(cfg: DigaConfig, prep: Prepared, labeler, s: float) -> tuple[float, list[dict]]:
+    """The c of cfg.coefficients whose edits keep the target best (ties: the first)."""
+    rows = [{"c": c, **edit_effect(cfg, prep, labeler, c, s)} for c in cfg.coefficients]
+    best = max(rows, key=lambda r: r["edit_target_kept"])
+    return float(best["c"]), rows
+
+
+def diga_point(cfg: DigaConfig, c: float, s: float, out: Path, prep: Prepared | None = None, tracker=None,
+               parent=None) -> dict[str, float]:
+    """Edit every training row toward the other class's stereotype with n(c) and strength s, train the
+    classifier on real + edits, return its metrics (balanced test) + c, s."""
+    from fairray.train import classifier
+
+    out = Path(out)
+    prep = prep or prepare(cfg, out)
+    clf = cfg.classifier
+    n = combine(prep.w_a, prep.w_b, c)
+    shift = np.where(prep.train_y == 0, s, -s)
+    edited = edit(prep.G, prep.train_images, prep.train_z, n, shift, cfg.edit)
+    tag = f"diga-c{c:g}-s{s:g}-seed{clf.seed}"
+    path = write_rows(out / tag / "edits", edited, {clf.target: prep.train_y, "edit_strength": shift},
+                      cfg.edit_weight, "diga-edits", {"method": "diga", "c": c, "s": s, "edit": cfg.edit})
+    ccfg = clf.model_copy(update={"dataset": str(prep.dataset), "augment_data": [*clf.augment_data, str(path)]})
+    metrics = classifier.run(ccfg, out / tag, name=tag, tracker=tracker, parent=parent,
+                             tags={"fairray.method": "diga", "diga.c": str(c), "diga.s": str(s)})
+    return metrics | {"c": float(c), "s": float(s)}
+
+
+def run(cfg: DigaConfig, out: Path, tracker=None, parent=None, progress: bool = False) -> dict:
+    """Prepare -> choose c (labeler rule, unless cfg.coefficient) -> one point at cfg.strength."""
+    from fairray.labelers.registry import load_labeler
+
+    t0 = time.perf_counter()
+    prep = prepare(cfg, out, progress)
+    choice: list[dict] = []
+    c = cfg.coefficient
+    if c is None:
+        if cfg.labeler is None:
+            raise FairrayError("set labeler=attrclf:DIR to choose c, or fix it with coefficient=C")
+        c, choice = choose_coefficient(cfg, prep, load_labeler(cfg.labeler), cfg.strength)
+    effect = next((r for r in choice if r["c"] == c), {})
+    m = diga_point(cfg, c, cfg.strength, out, prep, tracker, parent)
+    result = m | {k: v for k, v in effect.items() if k != "c"} | {
+        "cos_w_a_w_b": float(prep.w_a @ prep.w_b), "seconds": time.perf_counter() - t0}
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / f"diga-seed{cfg.classifier.seed}.json").write_text(
+        json.dumps(result | {"choice": choice}, indent=2, default=float))
+    return result
+
+
+def grid(cfg: DigaConfig, out: Path, select: str = "val_worst_group_acc", tracker=None, parent=None) -> dict:
+    """The (c, s) grid as a plain loop (Tune runs the same points as trials); best point by a val metric."""
+    prep = prepare(cfg, out)
+    rows = [diga_point(cfg, c, s, out, prep, tracker, parent) for c in cfg.coefficients for s in cfg.strengths]
+    best = max(rows, key=lambda r: r[select])
+    return {"points": rows, "best": best, "select": select}
