@@ -346,6 +346,29 @@ def train_gan(
 
 @app.command()
 @user_errors
+def distill(config: ConfigOpt = None, set_: SetOpt = None, dry_run: DryRunOpt = False, out: OutOpt = None) -> None:
+    """Distil a teacher GAN into a small fair student (Ray Data pairs, balanced sampler, Ray Train DDP, L_fair)."""
+    from fairray.config import DistillConfig
+    from fairray.train import distill as run_distill
+
+    cfg = resolve(DistillConfig, config, set_, dry_run)
+    if cfg is None:
+        return
+    out = default_out("distill", out)
+    m = run_distill.run(cfg, out)
+    table = Table("metric", "teacher", "student", title=f"{cfg.name}: teacher vs student ({cfg.eval_n:,} samples, "
+                                                        "same latents)")
+    for k in sorted(k for k in m if k.startswith("teacher_") and k.removeprefix("teacher_") in m):
+        s = k.removeprefix("teacher_")
+        table.add_row(s, f"{m[k]:.4f}", f"{m[s]:.4f}")
+    out_console.print(table)
+    out_console.print(f"student: {int(m['student_params']):,} params ({m['param_ratio']:.2f} of the teacher), "
+                      f"checkpoint {m['checkpoint']}")
+    out_console.print(f"plots: {out / (cfg.name + '_shares.png')}  {out / (cfg.name + '_grids.png')}")
+
+
+@app.command()
+@user_errors
 def generate(
     checkpoint: Annotated[Path, typer.Argument(help="A GAN checkpoint directory (ray_results/<name>/checkpoint_*).")],
     n: Annotated[int, typer.Option(help="Number of samples.")] = 10_000,

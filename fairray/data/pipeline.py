@@ -72,8 +72,8 @@ class LabelActor:
         ok = ok_rows(batch)
         batch["error"] = np.array([_text(e) for e in batch["error"]], dtype=object)
         probs = self.labeler.predict_proba(pixels[ok]) if ok.any() else {}
-        cols = {k: pa.array(list(v), type=pa.string() if k in ("error", "path") else None) if v.dtype == object
-                else pa.array(v) for k, v in batch.items()}
+        cols = {k: pa.array(list(v), type=pa.string() if k in ("error", "path") else None)
+                if v.dtype == object or v.ndim > 1 else pa.array(v) for k, v in batch.items()}  # ndim>1: latents
         for head in self.labeler.heads:
             if head.name in cols and head.name + TRUE_SUFFIX not in cols:
                 cols[head.name + TRUE_SUFFIX] = cols.pop(head.name)
