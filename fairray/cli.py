@@ -369,6 +369,29 @@ def distill(config: ConfigOpt = None, set_: SetOpt = None, dry_run: DryRunOpt = 
 
 @app.command()
 @user_errors
+def facegen(config: ConfigOpt = None, set_: SetOpt = None, dry_run: DryRunOpt = False, out: OutOpt = None) -> None:
+    """FairFace-Generator workflow: train a DCGAN-64, generate N faces, annotate both sides, compare demographics."""
+    from fairray import facegen as workflow
+    from fairray.config import FacegenConfig
+
+    cfg = resolve(FacegenConfig, config, set_, dry_run)
+    if cfg is None:
+        return
+    out = default_out("facegen", out)
+    m = workflow.run(cfg, out)
+    for name, t in m["tables"].items():
+        key = name.replace(" x ", "_x_")
+        table = Table("cell", "training", "generated", "shift (pts)",
+                      title=f"{name}: TV {m['tv_' + key]:.3f}, chi-square p {m['chi2_p_' + key]:.3g}")
+        for cell, r in t.iterrows():
+            table.add_row(cell, f"{r.training:.3f}", f"{r.generated:.3f}", f"{r.shift_pts:+.1f}")
+        out_console.print(table)
+    out_console.print(f"charts: {out / 'facegen_shares.png'}  {out / 'facegen_skin_tone.png'}; "
+                      f"numbers: {out / 'facegen.json'}")
+
+
+@app.command()
+@user_errors
 def generate(
     checkpoint: Annotated[Path, typer.Argument(help="A GAN checkpoint directory (ray_results/<name>/checkpoint_*).")],
     n: Annotated[int, typer.Option(help="Number of samples.")] = 10_000,

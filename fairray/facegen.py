@@ -1,0 +1,181 @@
+"""FairFace-Generator / AI-Face workflow: train a DCGAN-64 on a labeled face set, generate N faces, annotate the
+training and the generated faces with the same labeler (Ray Data actor pool), and compare their demographics.
+
+Both sides are measured by the same labeler, so a shift is the generator's, not the annotator's; where the training
+set has exact labels (SynthFaces) the labeler's own error on it is reported beside. Every stage reuses its finished
+output on a re-run with the same --out (dataset, labeler, GAN checkpoint, samples, labels).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import chisquare
+
+from fairray.config import FacegenConfig, LabelConfig
+from fairray.data.summary import value_counts
+from fairray.data.table import read_table
+from fairray.errors import FairrayError
+
+GROUPS = ("training", "generated")
+
+
+def shift_tables(train: pd.DataFrame, gen: pd.DataFrame, attrs: list[str], intersections: list[list[str]]
+                 ) -> dict[str, pd.DataFrame]:
+    """Per attribute / intersection: counts and shares of training and generated faces, shift in points."""
+    tables = {}
+    for keys in [[a] for a in attrs] + intersections:
+        ct, cg = value_counts(train, keys), value_counts(gen, keys)
+        t = pd.DataFrame({"training_n": ct, "generated_n": cg,
+                          "training": ct / max(ct.sum(), 1), "generated": cg / max(cg.sum(), 1)})
+        t["shift_pts"] = 100 * (t.generated - t.training)
+        tables[" x ".join(keys)] = t
+    return tables
+
+
+def divergence(table: pd.DataFrame) -> dict[str, float]:
+    """TV distance between the share vectors and a chi-square goodness-of-fit test of the generated counts
+    against the training shares (cells the training set never has are left out of the test)."""
+    tv = 0.5 * float((table.training - table.generated).abs().sum())
+    keep = table.training > 0
+    n = table.generated_n[keep].sum()
+    if keep.sum() < 2 or n == 0:
+        return {"tv": tv, "chi2": float("nan"), "chi2_p": float("nan")}
+    expected = table.training[keep] / table.training[keep].sum() * n
+    stat, p = chisquare(table.generated_n[keep].to_numpy(float), expected.to_numpy(float))
+    return {"tv": tv, "chi2": float(stat), "chi2_p": float(p)}
+
+
+def double_bars(tables: dict[str, pd.DataFrame], title: str):
+    """AI-Face style: training vs generated share per cell, with the shift in points over each pair."""
+    import matplotlib.pyplot as plt
+
+    n = len(tables)
+    cols = min(n, 2)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(6.2 * cols, 3.2 * rows), squeeze=False)
+    for ax, (name, t) in zip(axes.flat, tables.items(), strict=False):
+        x = np.arange(len(t))
+        ax.bar(x - 0.2, t.training, 0.4, label="training", color="#4c72b0")
+        ax.bar(x + 0.2, t.generated, 0.4, label="generated", color="#dd8452")
+        for xi, (hi, s) in enumerate(zip(np.maximum(t.training, t.generated), t.shift_pts, strict=True)):
+            ax.text(xi, hi + 0.01, f"{s:+.1f}", ha="center", fontsize=7, color="#444")
+        labels = [i.replace(" & ", "\n").split("=")[-1] if " & " not in i else
+                  "\n".join(p.split("=")[-1] for p in i.split(" & ")) for i in t.index]
+        ax.set_xticks(x, labels, fontsize=7)
+        ax.set_ylim(0, float(np.maximum(t.training, t.generated).max()) * 1.2 + 0.03)
+        ax.set_title(name, fontsize=10)
+        ax.set_ylabel("share")
+        ax.spines[["top", "right"]].set_visible(False)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def _dataset(cfg: FacegenConfig, out: Path) -> Path:
+    from fairray.data import synth_dataset
+
+    if cfg.dataset is not None:
+        if not Path(cfg.dataset).is_dir():
+            raise FairrayError(f"dataset {cfg.dataset} is not a directory")
+        return Path(cfg.dataset)
+    data = out / "data"
+    if not (data / "dataset.json").is_file():
+        synth_dataset.build(cfg.synth, data, progress=True)
+    return data
+
+
+def _labeler(cfg: FacegenConfig, out: Path) -> str:
+    from fairray.train import attrclf
+
+    if cfg.labeler is not None:
+        return cfg.labeler
+    clf = out / "attrclf"
+    if not (clf / "attrclf" / "metrics.json").is_file():
+        attrclf.run(cfg.attrclf, clf, progress=True)
+    return f"attrclf:{(clf / 'attrclf').resolve()}"
+
+
+def _generator(cfg: FacegenConfig, dataset: Path, out: Path, tracker, parent) -> Path:
+    from fairray.train import gan
+
+    if cfg.generator is not None:
+        return Path(cfg.generator)
+    gcfg = cfg.gan.model_copy(update={"dataset": str(dataset)})
+    with tracker.run(gcfg.name, parent=parent, tags={"fairray.command": "train-gan"}) as run:
+        run.log_params(gcfg.model_dump(mode="json"))
+        tracking = {"out": str(out.resolve()), "experiment": cfg.tracking.experiment, "uri": tracker.uri,
+                    "run_id": run.run_id} if run.live else None
+        return gan.fit(gcfg, dataset, out, tracking)
+
+
+def _labeled(dataset: Path, labeler: str, out: Path, ray_cfg) -> pd.DataFrame:
+    from fairray.data.pipeline import label
+
+    if not (out / "summary.json").is_file():
+        label(LabelConfig(dataset=str(dataset), labeler=labeler, ray=ray_cfg), out)
+    return read_table(out)
+
+
+def run(cfg: FacegenConfig, out: Path) -> dict:
+    """Dataset -> labeler -> DCGAN -> N samples -> labels for both -> shift tables, charts, MLflow."""
+    from fairray.generate import generate
+    from fairray.labelers.registry import load_labeler
+    from fairray.ray_env import init_ray
+    from fairray.report import fig_png
+    from fairray.tracking import Tracker
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dataset = _dataset(cfg, out)
+    labeler = _labeler(cfg, out)
+    heads = {h.name for h in load_labeler(labeler, "cpu").heads}
+    attrs = [a for a in cfg.attributes if a in heads]
+    inter = [i for i in cfg.intersections if all(a in heads for a in i)]
+    if not attrs:
+        raise FairrayError(f"the labeler has none of the attributes {cfg.attributes}; heads: {sorted(heads)}")
+    tracker = Tracker(out, cfg.tracking.experiment, cfg.tracking.uri, cfg.tracking.enabled)
+    init_ray(cfg.gan.ray.address)
+    with tracker.run("facegen", tags={"fairray.command": "facegen"}) as parent:
+        parent.log_params({"n": cfg.n, "labeler": labeler, "dataset": str(dataset), "attributes": attrs})
+        ckpt = _generator(cfg, dataset, out, tracker, parent)
+        generate(ckpt, cfg.n, out / "generated", seed=cfg.seed, device=cfg.gan.ray.device,
+                 address=cfg.gan.ray.address)
+        train = _labeled(dataset, labeler, out / "training_labeled", cfg.gan.ray)
+        train = train[train.error.isna() & (train.split == "train")]
+        gen = _labeled(out / "generated", labeler, out / "generated_labeled", cfg.gan.ray)
+        gen = gen[gen.error.isna()]
+        tables = shift_tables(train, gen, attrs, inter)
+        metrics: dict[str, float] = {"n_training": float(len(train)), "n_generated": float(len(gen))}
+        for name, t in tables.items():
+            key = name.replace(" x ", "_x_")
+            d = divergence(t)
+            metrics |= {f"tv_{key}": d["tv"], f"chi2_{key}": d["chi2"], f"chi2_p_{key}": d["chi2_p"],
+                        f"max_abs_shift_pts_{key}": float(t.shift_pts.abs().max())}
+            true_col = f"{name}_true"
+            if " x " not in name and true_col in train:  # the labeler's own error on the training set
+                exact = value_counts(train.rename(columns={name: "_pred", true_col: name}), [name])
+                metrics[f"labeler_share_error_pts_{key}"] = float(100 * (t.training - exact / exact.sum()).abs().max())
+        title = f"training ({len(train):,}) vs generated ({len(gen):,}) faces, labeler {labeler.split(':')[0]}"
+        marginal = {k: v for k, v in tables.items() if " x " not in k}
+        fig_png(double_bars(marginal, title), out / "facegen_shares.png")
+        if inter:
+            fig_png(double_bars({k: v for k, v in tables.items() if " x " in k}, "intersections: " + title),
+                    out / "facegen_intersections.png")
+        tone = next((a for a in ("skin_tone10", "tone4") if a in tables), None)
+        if tone:
+            fig_png(double_bars({tone: tables[tone]}, f"skin tone: {title}"), out / "facegen_skin_tone.png")
+        report = {"metrics": metrics, "checkpoint": str(ckpt), "labeler": labeler,
+                  "tables": {k: v.reset_index(names="cell").to_dict("records") for k, v in tables.items()}}
+        (out / "facegen.json").write_text(json.dumps(report, indent=2, default=float))
+        parent.log_metrics(metrics)
+        for f in ("facegen_shares.png", "facegen_intersections.png", "facegen_skin_tone.png", "facegen.json"):
+            if (out / f).is_file():
+                parent.log_artifact(out / f, "facegen")
+    return metrics | {"checkpoint": str(ckpt), "tables": tables}
