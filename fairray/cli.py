@@ -557,6 +557,34 @@ def compare_cmd(
 
 @app.command()
 @user_errors
+def submit(
+    job: Annotated[str, typer.Argument(help="A jobs/<JOB>.py entrypoint: label, train_gan, debias, generate, ...")],
+    args: Annotated[list[str] | None, typer.Argument(help="The job's own arguments, after `--`.")] = None,
+    address: Annotated[str | None, typer.Option(help="Jobs API URL (default $RAY_API_SERVER_ADDRESS, an http:// "
+                                                     "$RAY_ADDRESS, else http://127.0.0.1:8265).")] = None,
+    submission_id: Annotated[str | None, typer.Option(help="Submission id (default fairray-<job>-<time>).")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the job ends; fail with its last log line.")
+                    ] = False,
+    working_dir: Annotated[Path, typer.Option(help="Uploaded as the job's working_dir (the fairray checkout).")
+                           ] = Path("."),
+) -> None:
+    """Submit jobs/<JOB>.py to a Ray cluster (Ray Jobs API): `fairray submit train_gan -- --set ... --out /shared/..`."""
+    from fairray.submit import new_submission_id
+    from fairray.submit import submit as submit_job
+
+    sid = submission_id or new_submission_id(job)
+    if wait:
+        out_console.print(f"submitting {sid}; logs: ray job logs --follow {sid}")
+        status = submit_job(job, args or [], address, working_dir, sid, wait=True)
+        out_console.print(f"{sid}: {status}")
+        return
+    submit_job(job, args or [], address, working_dir, sid, wait=False)
+    out_console.print(f"submitted {sid}")
+    out_console.print(f"follow it: ray job logs --follow {sid}   (ray job status {sid}, ray job stop {sid})")
+
+
+@app.command()
+@user_errors
 def demo(
     quick: Annotated[bool, typer.Option("--quick", help="Smaller data and shorter GANs (about 2 minutes).")] = False,
     full: Annotated[bool, typer.Option("--full", help="Bigger data and longer GANs (tens of minutes).")] = False,
