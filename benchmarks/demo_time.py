@@ -22,9 +22,10 @@ def main() -> None:
     ap.add_argument("--preset", choices=["default", "quick", "full"], default="default")
     ap.add_argument("--budget", type=float, default=300.0, help="seconds")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "demo_time.json")
+    ap.add_argument("--keep", type=Path, default=None, help="run the demo into this dir and keep it (report.html)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
-        run_dir = Path(d) / "demo"
+        run_dir = args.keep or Path(d) / "demo"
         cmd = [sys.executable, "-m", "fairray.cli", "demo", "--out", str(run_dir)]
         cmd += [] if args.preset == "default" else [f"--{args.preset}"]
         t0 = time.perf_counter()
@@ -41,6 +42,8 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
+    if args.keep:
+        print(proc.stdout[-1500:])
 
 
 if __name__ == "__main__":

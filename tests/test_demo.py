@@ -43,7 +43,10 @@ def test_dead_tracking_server_does_not_stop_the_demo(tmp_path, monkeypatch):
 
 def test_quick_demo_runs_every_stage(tmp_path, ray_local):
     out = tmp_path / "demo"
-    res = runner.invoke(app, ["demo", "--quick", "--out", str(out)])
+    # --quick plus smaller stages: every stage runs for real, the 5-minute default is timed by benchmarks/demo_time.py
+    tiny = ["synth.n=1500", "attrclf.synth.n=1500", "attrclf.epochs=1", "ratio_epochs=1", "gan.kimg=6",
+            "gan.tick_kimg=3"]
+    res = runner.invoke(app, ["demo", "--quick", "--out", str(out), *[x for kv in tiny for x in ("--set", kv)]])
     assert res.exit_code == 0, (res.output[-3000:], res.exception)
     html = (out / "report.html").read_text()
     for title in ("Attribute classifier", "Labeling with Ray Data", "Balancing", "fairgen density ratio",

@@ -23,8 +23,10 @@ def test_shift_tables_and_divergence_by_hand():
     assert 0 < d["chi2_p"] < 0.05
 
 
-def test_facegen_end_to_end(tmp_path, ray_local, attrclf_trained, synth_90_10):
-    args = ["facegen", "--out", str(tmp_path), "--set", f"dataset={synth_90_10}",
+def test_facegen_end_to_end(tmp_path, ray_local, attrclf_trained, synth_90_10, gan_trained):
+    # the session's GAN (trained on the same set) stands in for the workflow's own DCGAN training (tested in
+    # test_gan_train.py), which keeps this test to generation, annotation of both sides and the report
+    args = ["facegen", "--out", str(tmp_path), "--set", f"dataset={synth_90_10}", "--set", f"generator={gan_trained}",
             "--set", f"labeler=attrclf:{attrclf_trained[0]}", "--set", "n=300",
             "--set", "attributes=[gender,tone4,Young]", "--set", "intersections=[[gender,tone4]]",
             *[x for kv in ("gan.resolution=32", "gan.width=8", "gan.z_dim=16", "gan.batch_size=32", "gan.kimg=0.64",
