@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -75,7 +76,8 @@ def main() -> None:
     rows = [{"trial_id": r.trial_id, "alpha": float(r["param.alpha"]), "seed": int(r["param.seed"]),
              f_name: float(r[f_name]), q_name: float(r[q_name]), "seconds": float(r.seconds),
              "pareto": bool(r.get("pareto", False)), "mlflow_run": r.run_id} for _, r in res.table.iterrows()]
-    report = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    report = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+              | {"results": os.path.relpath(args.results, Path(__file__).parents[1])},
               "space": str(SPACE), "tracking_uri": res.tracking_uri, "experiment": res.experiment,
               "parent_run": res.parent_run_id, "trials": rows, **summarise(rows, f_name, q_name),
               "seconds_total": time.perf_counter() - t0}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -130,7 +131,7 @@ def main() -> None:
         generator = str(gan.fit(gcfg, data, out / "gan"))
     timings["gan"] = time.perf_counter() - t0 - timings["attrclf"]
     lab = load_labeler(labeler)
-    report: dict = {"config": vars(args) | {"out": str(out), "results": str(args.results), "labeler": labeler,
+    report: dict = {"config": vars(args) | {"out": str(out), "results": os.path.relpath(args.results, Path(__file__).parents[1]), "labeler": labeler,
                                             "generator": generator}, "runs": [], "diga_choice": {}}
     blocks = [int(b) for b in args.blocks.split(",")]
     for pair in args.pairs.split(","):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from itertools import product
 from pathlib import Path
@@ -90,7 +91,7 @@ def main() -> None:
         attrclf.run(demo.attrclf, clf_dir, progress=False)
     clf_metrics = json.loads((clf_dir / "attrclf" / "metrics.json").read_text())
     labeler = AttrClfLabeler(clf_dir / "attrclf")
-    report: dict = {"config": vars(args) | {"out": str(out), "results": str(args.results)},
+    report: dict = {"config": vars(args) | {"out": str(out), "results": os.path.relpath(args.results, Path(__file__).parents[1])},
                     "attrclf_heldout": {k: v for k, v in clf_metrics.items() if k.startswith("acc_")}, "runs": []}
     if args.results.is_file():  # resume / extend: runs already measured with the same kimg are kept, not redone
         report["runs"] = [r for r in json.loads(args.results.read_text())["runs"] if r["kimg"] == args.kimg]
