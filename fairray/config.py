@@ -50,6 +50,8 @@ class RayConfig(Cfg):
     address: str | None = Field(None, description="Ray cluster address; default $RAY_ADDRESS or a local Ray")
     workers: int = Field(1, ge=1, description="Ray Train workers (DDP ranks)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    cpus_per_worker: float | None = Field(None, gt=0, description="CPUs each Train worker holds (and its torch "
+                                          "threads); default: a share that leaves room for Ray Data, all threads")
 
 
 class AttrClfConfig(Cfg):
@@ -322,29 +324,48 @@ class FacegenConfig(Cfg):
     tracking: TrackingConfig = Field(default_factory=lambda: TrackingConfig(experiment="fairray-facegen"))
 
 
-DEMO_STEPS = ("data", "attrclf", "label", "balance", "reweight", "gan")
+DEMO_STEPS = ("data", "attrclf", "label", "balance", "reweight", "gan", "distill", "classifier")
 
 
 class DemoConfig(Cfg):
     """The end-to-end tour; every stage's config is here, so `--set gan.kimg=60` works."""
 
-    steps: list[Literal["data", "attrclf", "label", "balance", "reweight", "gan"]] = Field(
-        default_factory=lambda: list(DEMO_STEPS))
+    steps: list[Literal[DEMO_STEPS]] = Field(default_factory=lambda: list(DEMO_STEPS))  # type: ignore[valid-type]
     synth: SynthConfig = Field(default_factory=lambda: SynthConfig(n=8_000, perc=0.25))
     attrclf: AttrClfConfig = Field(default_factory=lambda: AttrClfConfig(
-        synth=SynthConfig(n=5_000, bias="none", perc=0.0, seed=1), epochs=3, blocks=[1, 1, 1, 1],
+        synth=SynthConfig(n=4_000, bias="none", perc=0.0, seed=1), epochs=3, blocks=[1, 1, 1, 1],
         heads=["gender", "tone4", "Young", "Smiling", "Eyeglasses", "hair"]))
-    ratio_epochs: int = Field(4, ge=1)
-    gan: GanConfig = Field(default_factory=lambda: GanConfig(kimg=64, tick_kimg=8, snapshot_ticks=4))
+    ratio_epochs: int = Field(3, ge=1)
+    gan: GanConfig = Field(default_factory=lambda: GanConfig(width=16, kimg=40, tick_kimg=8, snapshot_ticks=5))
+    alphas: list[float] = Field(default_factory=lambda: [0.0, 0.5, 1.0], min_length=2,
+                                description="the GAN stage is a Ray Tune grid over fairgen's alpha; alpha 0 is "
+                                            "the unweighted GAN (w^0 = 1)")
     eval_n: int = Field(2_000, ge=100, description="generated samples per GAN for fairness metrics")
+    distill: DistillConfig = Field(default_factory=lambda: DistillConfig(
+        n_pairs=2_000, kimg=8, tick_kimg=2, snapshot_ticks=4, eval_n=1_000, intersections=[["gender", "tone4"]],
+        report_attributes=["gender", "tone4", "Young"]))
+    classifier: LatentDebiasConfig = Field(default_factory=lambda: LatentDebiasConfig(
+        classifier=FairClassifierConfig(synth=SynthConfig(n=4_000, bias="diga", perc=0.5, test_frac=0.2),
+                                        blocks=[1, 1, 1, 1], kimg=6, n_boot=100), n_svm=2_000, n_pairs=2_000))
     tracking: TrackingConfig = Field(default_factory=lambda: TrackingConfig(experiment="fairray-demo"))
     grid_size: int = Field(8, ge=2, le=16, description="sample grid is grid_size x grid_size")
 
+    @field_validator("alphas")
+    @classmethod
+    def _alphas(cls, v: list[float]) -> list[float]:
+        if 0.0 not in v or max(v) <= 0 or min(v) < 0:
+            raise ValueError("alphas must include 0 (the unweighted GAN) and at least one alpha > 0")
+        return sorted(set(v))
+
 
 DEMO_PRESETS = {
-    "quick": ["synth.n=3000", "attrclf.synth.n=3000", "attrclf.epochs=2", "ratio_epochs=2", "gan.kimg=24", "gan.tick_kimg=6",
-              "eval_n=1000"],
-    "full": ["synth.n=20000", "attrclf.synth.n=10000", "attrclf.epochs=6", "gan.kimg=200", "eval_n=10000"],
+    "quick": ["synth.n=3000", "attrclf.synth.n=3000", "attrclf.epochs=2", "ratio_epochs=2", "gan.kimg=16",
+              "gan.tick_kimg=8", "alphas=[0,1]", "eval_n=1000", "distill.n_pairs=1000", "distill.kimg=4",
+              "classifier.classifier.synth.n=2000", "classifier.n_svm=1000", "classifier.n_pairs=1000"],
+    "full": ["synth.n=20000", "attrclf.synth.n=10000", "attrclf.epochs=6", "gan.width=32", "gan.kimg=200",
+             "alphas=[0,0.25,0.5,0.75,1]", "eval_n=10000", "distill.n_pairs=10000", "distill.kimg=20",
+             "distill.eval_n=4000", "classifier.classifier.synth.n=20000", "classifier.classifier.kimg=40",
+             "classifier.n_svm=10000", "classifier.n_pairs=10000"],
 }
 
 
@@ -405,7 +426,8 @@ def _with_defaults(cls: type[BaseModel], data: dict) -> dict:
         if name in out and isinstance(out[name], dict) and isinstance(sub, type) and issubclass(sub, Cfg):
             default = field.get_default(call_default_factory=True)
             base = default.model_dump(mode="json", exclude_unset=False) if isinstance(default, Cfg) else {}
-            out[name] = _deep_merge(base, _with_defaults(sub, out[name]), sub)
+            # user values over this section's configured defaults, then (deeper) over the sub-config's own
+            out[name] = _with_defaults(sub, _deep_merge(base, out[name], sub))
     return out
 
 

@@ -1,7 +1,8 @@
 """`fairray demo`: the end-to-end tour on SynthFaces, every stage tracked in MLflow, one HTML report.
 
-data -> attrclf (Ray Train) -> label + balance (Ray Data) -> fairgen density ratio -> unweighted vs reweighted
-GAN (Ray Train) -> fairness of generated samples -> report.html.
+data -> attrclf (Ray Train) -> label + balance (Ray Data) -> fairgen density ratio -> a Ray Tune grid over alpha of
+Ray Train GANs (alpha 0 = unweighted) with fairness/quality of their samples -> fair distillation of the unweighted
+GAN into a balanced student -> baseline vs latent-debiased downstream classifier -> report.html.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from fairray.tracking import RunHandle, Tracker
 
 SHOWN_ATTRIBUTES = ["gender", "tone4", "Young", "Smiling", "Eyeglasses", "hair"]
 # Expected seconds per stage on a 2-core machine with default settings: drives the "time left" estimate.
-BUDGET = {"data": 8, "attrclf": 55, "label": 15, "balance": 10, "reweight": 25, "gan": 170, "report": 8}
+BUDGET = {"data": 7, "attrclf": 45, "label": 18, "balance": 5, "reweight": 40, "gan": 80, "distill": 45,
+          "classifier": 40, "report": 3}
 
 
 @dataclass
@@ -183,53 +185,163 @@ def stage_reweight(c: Ctx) -> None:
             run)
 
 
+def _campaign_space(c: Ctx) -> Path:
+    """The GAN stage's Tune space, written into the run dir so `fairray tune` can reproduce any trial."""
+    import yaml
+
+    space = {"trainable": "gan", "description": "fairray demo: fairgen alpha sweep (alpha 0 = unweighted GAN)",
+             "fixed": {"reweight": "weight"},
+             "params": {"alpha": {"type": "grid", "values": list(c.cfg.alphas)}},
+             "search": {"searcher": "grid", "scheduler": "fifo"}, "objective": {"metric": "fairness"},
+             "budget": {"max_trials": len(c.cfg.alphas), "evaluations": 1,
+                        "max_concurrent_trials": len(c.cfg.alphas)}}
+    path = c.out / "demo_alpha.yaml"
+    path.write_text(yaml.safe_dump(space, sort_keys=False))
+    return path
+
+
+def _share_of_cpus(trials: int, trial_cpus: float) -> float:
+    """CPUs per Train worker so every trial runs at once (their fixed start-up costs overlap)."""
+    from fairray.ray_env import cluster_cpus, init_ray
+
+    init_ray()
+    return max(0.25, round((cluster_cpus() - trials * trial_cpus) / trials - 0.005, 2))
+
+
 def stage_gan(c: Ctx) -> None:
-    from fairray.labelers.attrclf import AttrClfLabeler
-    from fairray.metrics.generated import count_tag, evaluate_samples, sample
-    from fairray.train import gan
-    from fairray.train.gan import reference_images
+    """Unweighted vs reweighted GANs as one Ray Tune grid over alpha (alpha 0 is the unweighted GAN)."""
+    from fairray.config import TuneCampaignConfig
+    from fairray.metrics.generated import count_tag, sample
+    from fairray.report_runs import pareto_figure
+    from fairray.train.gan import load_generator
+    from fairray.tune.campaign import run_campaign
+    from fairray.tune.spaces import load_space
 
     dataset = c.paths.get("reweighted", c.paths["data"])
-    labeler = AttrClfLabeler(c.paths["attrclf"])
-    ref = reference_images(dataset, c.cfg.synth.resolution, c.cfg.eval_n)
+    trial_cpus = 0.05
+    gan = c.cfg.gan.model_dump(mode="json", exclude={"dataset", "name", "reweight", "alpha", "tracking"})
+    if gan["ray"].get("cpus_per_worker") is None:
+        gan["ray"]["cpus_per_worker"] = _share_of_cpus(len(c.cfg.alphas) * gan["ray"]["workers"], trial_cpus)
+    gan["resolution"] = c.cfg.synth.resolution
+    camp = TuneCampaignConfig(name="alpha", base=gan, dataset=str(dataset),
+                              labeler=f"attrclf:{c.paths['attrclf']}", eval_n=c.cfg.eval_n, trial_cpus=trial_cpus,
+                              tracking=c.cfg.tracking.model_copy(update={"uri": c.tracker.uri}))
+    res = run_campaign(load_space(_campaign_space(c)), camp, c.out / "campaign", say=lambda s: None,
+                       parent_run=c.parent)
+    (f_name, _), (q_name, _) = res.metrics["fairness"], res.metrics["quality"]
+    t = res.table.sort_values("param.alpha").reset_index(drop=True)
+    failed = t[t[f_name].isna()]
+    if len(failed):
+        raise FairrayError(f"GAN trial(s) failed: {failed.error.tolist()}; see {c.out / 'campaign'}")
     tag = count_tag(c.cfg.eval_n)
-    rows, grids, shares = {}, [], {}
-    for name, reweight in (("gan-unweighted", "none"), ("gan-reweighted", "weight")):
-        cfg = c.cfg.gan.model_copy(update={"dataset": str(dataset), "name": name, "reweight": reweight,
-                                           "tracking": c.cfg.tracking, "resolution": c.cfg.synth.resolution})
-        with c.tracker.run(name, parent=c.parent, tags={"fairray.stage": "gan"}) as run:
-            run.log_params({"reweight": reweight, "alpha": cfg.alpha, "kimg": cfg.kimg})
-            tracking = {"out": str(c.out.resolve()), "experiment": c.cfg.tracking.experiment, "uri": c.tracker.uri,
-                        "run_id": run.run_id}  # rank 0 streams tick metrics into this child run
-            ckpt = gan.fit(cfg, dataset, c.out / "gans", tracking)
-            G, _ = gan.load_generator(ckpt)
-            images, _ = sample(G, c.cfg.eval_n, cfg.z_dim, seed=7)  # the same latents for both GANs
-            m = evaluate_samples(images, labeler, ["gender"], reference=ref)
-            rows[name] = m
-            run.log_metrics(m)
-            png = fig_png(grid_figure(images[:64], 8, f"{name} (same latents)"), c.out / f"grid_{name}.png")
-            run.log_artifact(c.out / f"grid_{name}.png", "grids")
-        grids.append((name, png))
-        shares[name] = m[f"share_gender_1_{tag}"]
-    c.result.metrics |= rows
-    fd = {n: rows[n][f"fairness_discrepancy_gender_{tag}"] for n in rows}
-    table = pd.DataFrame({n: {k: v for k, v in m.items() if k.startswith(("fairness_", "fd_", "share_gender_1"))}
-                          for n, m in rows.items()}).T
+    grids, rows = [], {}
+    share_key = f"share_gender_1_{tag}"
+    for _, r in t.iterrows():
+        alpha = float(r["param.alpha"])
+        name = "gan-unweighted" if alpha == 0 else f"gan-alpha{alpha:g}"
+        trial = json.loads((c.out / "campaign" / "trials" / r.trial_id / "metrics.json").read_text())
+        ckpt, metrics = Path(trial["checkpoint"]), trial["metrics"]
+        G, gcfg = load_generator(ckpt)
+        images, _ = sample(G, c.cfg.grid_size**2, gcfg.z_dim, seed=7)  # the same latents for every GAN
+        png = fig_png(grid_figure(images, c.cfg.grid_size, f"alpha={alpha:g} (same latents)"),
+                      c.out / f"grid_{name}.png")
+        grids.append((f"alpha = {alpha:g}" + (" (unweighted)" if alpha == 0 else ""), png))
+        rows[name] = {"alpha": alpha, **{k: metrics[k] for k in (f_name, q_name, share_key) if k in metrics}}
+        c.result.metrics[name] = metrics
+        c.paths[name] = ckpt
+    c.paths["teacher"] = c.paths["gan-unweighted"]
+    best = max((n for n in rows if n != "gan-unweighted"), key=lambda n: rows[n]["alpha"])
+    c.result.metrics["gan-reweighted"] = c.result.metrics[best]
+    table = pd.DataFrame(rows).T
+    pts = pd.DataFrame({"run": [f"alpha={v['alpha']:g}" for v in rows.values()],
+                        "fairness": [v[f_name] for v in rows.values()], "quality": [v[q_name] for v in rows.values()],
+                        "fairness_metric": f_name, "quality_metric": q_name})
+    pareto = fig_png(pareto_figure(pts, "alpha campaign: fairness vs quality"), c.out / "pareto_alpha.png")
+    u, w = rows["gan-unweighted"], rows[best]
     data_share = c.result.metrics.get("data-biased", {}).get("share_gender_1_exact", 0.1)
-    text = (f"Both GANs saw the same images for {c.cfg.gan.kimg:g} kimg. The unweighted GAN makes "
-            f"{shares['gan-unweighted']:.1%} female-presenting faces (data: {data_share:.0%}); fairgen's "
-            f"reweighting lifts that to {shares['gan-reweighted']:.1%}, so fairness discrepancy goes "
-            f"{fd['gan-unweighted']:.3f} -> {fd['gan-reweighted']:.3f} "
-            f"({1 - fd['gan-reweighted'] / max(fd['gan-unweighted'], 1e-9):.0%} lower). Shares are attrclf labels "
-            f"of {c.cfg.eval_n:,} samples with bootstrap intervals in MLflow.")
-    c.add(Section("GANs: unweighted vs fairgen-reweighted", text, grids, table))
+    text = (f"A Ray Tune grid over fairgen's flattening power alpha ({len(rows)} trials, one Ray Train GAN each, "
+            f"run side by side; alpha 0 is the unweighted GAN). Every GAN saw {c.cfg.gan.kimg:g} kimg of the same "
+            f"data. Unweighted, {u[share_key]:.1%} of the faces are female-presenting (data: {data_share:.0%}); "
+            f"at alpha {w['alpha']:g} it is {w[share_key]:.1%}, and the fairness discrepancy goes "
+            f"{u[f_name]:.3f} -> {w[f_name]:.3f} ({1 - w[f_name] / max(u[f_name], 1e-9):.0%} lower) while "
+            f"{q_name} goes {u[q_name]:.2f} -> {w[q_name]:.2f}. Shares are attrclf labels of {c.cfg.eval_n:,} "
+            f"samples (bootstrap intervals in MLflow); each trial is an MLflow child run of the campaign.")
+    c.add(Section("GANs: unweighted vs fairgen-reweighted (Ray Tune alpha campaign)", text,
+                  [("fairness vs quality per alpha (Pareto front in red)", pareto), *grids], table))
+
+
+def stage_distill(c: Ctx) -> None:
+    """The unweighted GAN as teacher -> labeled pairs (Ray Data) -> balanced sampler -> small fair student."""
+    from fairray.metrics.generated import count_tag
+    from fairray.train import distill
+
+    cfg = c.cfg.distill.model_copy(update={
+        "teacher": str(c.paths["teacher"]), "labeler": f"attrclf:{c.paths['attrclf']}",
+        "reference": str(c.paths["data"]), "tracking": c.cfg.tracking.model_copy(update={"enabled": False})})
+    with c.tracker.run("distill", parent=c.parent, tags={"fairray.stage": "distill"}) as run:
+        run.log_params(cfg.model_dump(mode="json"))
+        m = {k: v for k, v in distill.run(cfg, c.out / "distill", progress=False).items() if isinstance(v, float)}
+        run.log_metrics(m)
+        c.result.metrics["distill"] = m
+        tag = count_tag(cfg.eval_n)
+        f, q, sh = f"fairness_discrepancy_gender_{tag}", f"fd_attrclf_{tag}", f"share_gender_1_{tag}"
+        table = pd.DataFrame({"teacher": {"params": m["teacher_params"], sh: m[f"teacher_{sh}"],
+                                          f: m[f"teacher_{f}"], q: m[f"teacher_{q}"]},
+                              "student": {"params": m["student_params"], sh: m[sh], f: m[f], q: m[q]}}).T
+        text = (f"The unweighted GAN is the teacher. Ray Data drew {cfg.n_pairs:,} (latent, image) pairs and labeled "
+                f"them; the balanced sampler evened out predicted gender and the student "
+                f"({m['student_params'] / m['teacher_params']:.0%} of the teacher's parameters) was trained with Ray "
+                f"Train on L1 + adversarial + feature losses plus the differentiable fairness term. On the same "
+                f"latents the female-presenting share goes {m[f'teacher_{sh}']:.1%} (teacher) -> {m[sh]:.1%} "
+                f"(student); {q} {m[f'teacher_{q}']:.2f} -> {m[q]:.2f}.")
+        images = [(cap, (c.out / "distill" / f"{cfg.name}_{n}.png").read_bytes())
+                  for cap, n in (("teacher vs student shares (same latents)", "shares"),
+                                 ("same latents: teacher | student", "grids"))]
+        c.add(Section("Fair distillation: teacher -> balanced student", text, images, table), run)
+
+
+def stage_classifier(c: Ctx) -> None:
+    """Baseline vs GAN latent debiasing for a downstream Smiling classifier on a Smiling x gender cut set."""
+    from fairray.debias import latent
+    from fairray.train import classifier
+
+    cfg = c.cfg.classifier.model_copy(update={"generator": str(c.paths["teacher"]),
+                                              "labeler": f"attrclf:{c.paths['attrclf']}"})
+    clf = cfg.classifier.model_copy(update={"tracking": c.cfg.tracking.model_copy(update={"uri": c.tracker.uri})})
+    out = c.out / "classifier"
+    dataset = classifier.dataset_path(clf, out)
+    clf = clf.model_copy(update={"dataset": str(dataset)})
+    base = classifier.run(clf, out, name="classifier-baseline", tracker=c.tracker, parent=c.parent,
+                          tags={"fairray.method": "baseline"})
+    t, g = clf.target, clf.protected
+    try:
+        deb = latent.run(cfg.model_copy(update={"classifier": clf}), out, tracker=c.tracker, parent=c.parent)
+        skipped = ""
+    except FairrayError as e:  # e.g. a generator too young to make both groups: report it, keep the baseline
+        deb, skipped = {}, f" Latent debiasing did not run: {e}."
+    keys = {"accuracy": "acc", "worst-group accuracy": "worst_group_acc", "DEO": f"deo_{t}_{g}",
+            "DP gap": f"dp_gap_{t}_{g}", "EO gap": f"eo_gap_{t}_{g}"}
+    keys = {label: next((k for k in (key, f"{key}_{t}_{g}") if k in base), key) for label, key in keys.items()}
+    rows = {"baseline": base} | ({"latent debiasing": deb} if deb else {})
+    table = pd.DataFrame({n: {lab: m.get(k) for lab, k in keys.items()} for n, m in rows.items()}).T
+    c.result.metrics["classifier-baseline"], c.result.metrics["classifier-latent"] = base, deb
+    d0, d1 = base.get(keys["DEO"], float("nan")), deb.get(keys["DEO"], float("nan"))
+    a0, a1 = base.get(keys["accuracy"], float("nan")), deb.get(keys["accuracy"], float("nan"))
+    text = (f"A {t} classifier trained on a set where {t} and {g} are cut 1:9:9:1 (DiGA's split), scored on a "
+            f"balanced test split; the baseline's DEO is {d0:.3f} at accuracy {a0:.1%}." + (skipped or (
+                f" GAN latent debiasing adds {cfg.n_pairs:,} complementary pairs from the teacher GAN (z and z' with "
+                f"{t} kept and {g} flipped, from two linear SVMs in latent space): DEO {d0:.3f} -> {d1:.3f} at "
+                f"accuracy {a0:.1%} -> {a1:.1%}. Flip check by attrclf: {deb.get('pairs_protected_flipped', 0):.0%} "
+                f"of pairs flipped {g}, {deb.get('pairs_target_kept', 0):.0%} kept {t}.")))
+    c.add(Section(f"Fair downstream classifier ({t} vs {g})", text, [], table))
 
 
 STAGES: dict[str, Callable[[Ctx], None]] = {
     "data": stage_data, "attrclf": stage_attrclf, "label": stage_label, "balance": stage_balance,
-    "reweight": stage_reweight, "gan": stage_gan,
+    "reweight": stage_reweight, "gan": stage_gan, "distill": stage_distill, "classifier": stage_classifier,
 }
-REQUIRES = {"attrclf": [], "label": ["attrclf"], "balance": ["label"], "reweight": [], "gan": ["attrclf"]}
+REQUIRES = {"attrclf": [], "label": ["attrclf"], "balance": ["label"], "reweight": [], "gan": ["attrclf", "reweight"],
+            "distill": ["gan"], "classifier": ["gan"]}
 
 
 def run_demo(cfg: DemoConfig, out: Path, say: Callable[[str], None] = print) -> DemoResult:

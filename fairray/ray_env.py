@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
 
@@ -63,12 +66,23 @@ def resolve_device(device: str) -> str:
     return "cuda" if has_gpu else "cpu"
 
 
-def worker_resources(workers: int, use_gpu: bool) -> dict[str, float]:
+def worker_resources(workers: int, use_gpu: bool, cpus_per_worker: float | None = None) -> dict[str, float]:
     """CPU share per Train worker: leave room for Ray Data tasks on small clusters (1-CPU actors that fill
     the cluster deadlock the pipeline)."""
-    cpus = cluster_cpus()
-    per = 1.0 if cpus >= 2 * workers + 1 else max(0.25, round(cpus / (workers + 1), 2))
+    if cpus_per_worker is not None:
+        per = cpus_per_worker
+    else:
+        cpus = cluster_cpus()
+        per = 1.0 if cpus >= 2 * workers + 1 else max(0.25, round(cpus / (workers + 1), 2))
     return {"CPU": per} | ({"GPU": 1.0} if use_gpu else {})
+
+
+def worker_threads(workers: int, cpus_per_worker: float | None = None) -> int:
+    """torch threads per Train worker: Ray pins workers to 1 thread; a job uses the CPUs it owns (all of them
+    unless it was given a share, e.g. to run beside other trials)."""
+    if cpus_per_worker is not None:
+        return max(1, round(cpus_per_worker))
+    return max(1, int(cluster_cpus() // workers))
 
 
 def train_run_config(name: str, storage: str, keep: int = 1, max_failures: int = 1, callbacks: list | None = None):
@@ -81,12 +95,51 @@ def train_run_config(name: str, storage: str, keep: int = 1, max_failures: int =
                      logging_config=LoggingConfig(log_level="WARNING"))
 
 
-def quiet_train_worker() -> None:
-    """Ray Train V2 logs every report and checkpoint at INFO through loggers named by file path, which
-    LoggingConfig does not reach; call at the top of a train loop."""
+class TrainWorker(NamedTuple):
+    rank: int
+    world: int
+    device: torch.device
+
+
+def train_worker(config: dict) -> TrainWorker:
+    """The top of every fairray train loop: Ray Train's INFO chatter off, torch threads set, rank/world/device."""
+    import ray.train
+    import ray.train.torch
+
+    # Ray Train V2 logs every report and checkpoint at INFO through loggers named by file path, which
+    # LoggingConfig does not reach.
     for name in list(logging.root.manager.loggerDict):
         if "ray/train" in name or name.startswith("ray.train"):
             logging.getLogger(name).setLevel(logging.WARNING)
+    torch.set_num_threads(config["threads"])
+    ctx = ray.train.get_context()
+    return TrainWorker(ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device())
+
+
+def fit_torch(train_loop: Callable[[dict], None], config: dict, ray_cfg: Any, name: str, storage: Path,
+              keep: int = 1, what: str = "training") -> Path:
+    """Run (or, same name + storage, continue) fairray's Ray Train job; returns its last checkpoint directory.
+
+    ray_cfg is a fairray RayConfig: address, workers (DDP ranks), device, cpus_per_worker."""
+    from ray.train import ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from fairray.errors import FairrayError
+
+    init_ray(ray_cfg.address)
+    use_gpu = resolve_device(ray_cfg.device) == "cuda"
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config={**config, "threads": worker_threads(ray_cfg.workers, ray_cfg.cpus_per_worker)},
+        scaling_config=ScalingConfig(num_workers=ray_cfg.workers, use_gpu=use_gpu,
+                                     resources_per_worker=worker_resources(ray_cfg.workers, use_gpu,
+                                                                           ray_cfg.cpus_per_worker)),
+        run_config=train_run_config(name, str(Path(storage).resolve()), keep=keep),
+    )
+    result = trainer.fit()
+    if result.error is not None or result.checkpoint is None:
+        raise FairrayError(f"{what} failed: {result.error}")
+    return Path(result.checkpoint.path)
 
 
 def _free_port() -> int:

@@ -45,17 +45,30 @@ def test_quick_demo_runs_every_stage(tmp_path, ray_local):
     out = tmp_path / "demo"
     # --quick plus smaller stages: every stage runs for real, the 5-minute default is timed by benchmarks/demo_time.py
     tiny = ["synth.n=1500", "attrclf.synth.n=1500", "attrclf.epochs=1", "ratio_epochs=1", "gan.kimg=6",
-            "gan.tick_kimg=3"]
+            "gan.tick_kimg=3", "distill.n_pairs=400", "distill.kimg=1", "distill.tick_kimg=0.5",
+            "distill.eval_n=200", "classifier.classifier.synth.n=800", "classifier.classifier.kimg=1",
+            "classifier.classifier.n_boot=20", "classifier.n_svm=300", "classifier.n_pairs=200"]
     res = runner.invoke(app, ["demo", "--quick", "--out", str(out), *[x for kv in tiny for x in ("--set", kv)]])
     assert res.exit_code == 0, (res.output[-3000:], res.exception)
     html = (out / "report.html").read_text()
     for title in ("Attribute classifier", "Labeling with Ray Data", "Balancing", "fairgen density ratio",
-                  "GANs: unweighted vs fairgen-reweighted"):
+                  "GANs: unweighted vs fairgen-reweighted (Ray Tune alpha campaign)", "Fair distillation",
+                  "Fair downstream classifier"):
         assert title in html
     client = MlflowClient(f"sqlite:///{out.resolve()}/mlflow.db")
     exp = client.get_experiment_by_name("fairray-demo")
     runs = {r.data.tags["mlflow.runName"]: r for r in client.search_runs([exp.experiment_id])}
-    assert {"demo", "label", "density-ratio", "gan-unweighted", "gan-reweighted", "train-attrclf"} <= set(runs)
-    for name in ("gan-unweighted", "gan-reweighted"):
+    assert {"demo", "label", "density-ratio", "alpha", "alpha alpha=0", "alpha alpha=1", "train-attrclf",
+            "distill", "classifier-baseline"} <= set(runs)
+    demo_id = runs["demo"].info.run_id
+    assert runs["alpha"].data.tags["mlflow.parentRunId"] == demo_id  # the campaign sits in the demo's run tree
+    for name in ("alpha alpha=0", "alpha alpha=1"):
+        assert runs[name].data.tags["mlflow.parentRunId"] == runs["alpha"].info.run_id
         share = runs[name].data.metrics["share_gender_1_1k"]
         assert f"{share:.1%}" in html  # the report quotes MLflow's numbers
+    d = runs["distill"].data.metrics
+    assert f"{d['share_gender_1_200']:.1%}" in html and d["student_params"] <= 0.25 * d["teacher_params"]
+    deo = runs["classifier-baseline"].data.metrics["deo_Smiling_gender"]
+    assert f"baseline's DEO is {deo:.3f}" in html
+    # a 6-kimg GAN may make one gender only: then the report says why latent debiasing did not run
+    assert "latent-seed0" in runs or "Latent debiasing did not run: a hyperplane needs both classes" in html

@@ -21,15 +21,10 @@ from fairray.config import AttrClfConfig
 from fairray.data.attributes import ALL_ATTRIBUTES, attribute_values
 from fairray.data.loading import load_split
 from fairray.data.table import read_table
-from fairray.errors import FairrayError
 from fairray.models.classifiers import AttributeClassifier, ClassifierConfig
 from fairray.ray_env import (
-    cluster_cpus,
-    init_ray,
-    quiet_train_worker,
-    resolve_device,
-    train_run_config,
-    worker_resources,
+    fit_torch,
+    train_worker,
 )
 
 IGNORE = -100
@@ -102,14 +97,10 @@ def train_loop(config: dict) -> None:
     import ray.train
     import ray.train.torch
 
-    quiet_train_worker()
     cfg = AttrClfConfig.model_validate(config["cfg"])
     codes: dict[str, list[int]] = config["codes"]
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    rank, world, device = train_worker(config)
     torch.manual_seed(cfg.seed)
-    device = ray.train.torch.get_device()
-    torch.set_num_threads(config["threads"])  # Ray pins workers to 1 thread; use the CPUs this job owns
     x_tr, df_tr = load_split(Path(config["dataset"]), "train", list(codes), rank, world, cfg.resolution)
     y_tr = targets(df_tr, codes)
     if rank == 0:
@@ -167,24 +158,10 @@ def train_loop(config: dict) -> None:
 
 def fit(cfg: AttrClfConfig, dataset: Path, out: Path, name: str = "attrclf") -> Path:
     """Run the Ray Train job; returns the directory of the last checkpoint."""
-    from ray.train import ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    init_ray(cfg.ray.address)
-    use_gpu = resolve_device(cfg.ray.device) == "cuda"
     codes = head_codes(dataset, cfg.heads)
-    trainer = TorchTrainer(
-        train_loop,
-        train_loop_config={"cfg": cfg.model_dump(mode="json"), "codes": codes, "dataset": str(Path(dataset).resolve()),
-                           "threads": max(1, int(cluster_cpus() // cfg.ray.workers))},
-        scaling_config=ScalingConfig(num_workers=cfg.ray.workers, use_gpu=use_gpu,
-                                     resources_per_worker=worker_resources(cfg.ray.workers, use_gpu)),
-        run_config=train_run_config(name, str((Path(out) / "ray_results").resolve())),
-    )
-    result = trainer.fit()
-    if result.error is not None or result.checkpoint is None:
-        raise FairrayError(f"attribute classifier training failed: {result.error}")
-    return Path(result.checkpoint.path)
+    return fit_torch(train_loop, {"cfg": cfg.model_dump(mode="json"), "codes": codes,
+                                  "dataset": str(Path(dataset).resolve())},
+                     cfg.ray, name, Path(out) / "ray_results", what="attribute classifier training")
 
 
 def finalize(cfg: AttrClfConfig, dataset: Path, ckpt_dir: Path, out: Path) -> dict:

@@ -28,12 +28,9 @@ from fairray.errors import FairrayError
 from fairray.metrics.downstream import bias_direction, calibrated_threshold, evaluate
 from fairray.models.classifiers import AttributeClassifier, ClassifierConfig
 from fairray.ray_env import (
-    cluster_cpus,
-    init_ray,
-    quiet_train_worker,
+    fit_torch,
     resolve_device,
-    train_run_config,
-    worker_resources,
+    train_worker,
 )
 
 TICKS = 4  # progress lines (and Ray Train checkpoints) per run
@@ -130,13 +127,9 @@ def train_loop(config: dict) -> None:
     import ray.train
     import ray.train.torch
 
-    quiet_train_worker()
     cfg = FairClassifierConfig.model_validate(config["cfg"])
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.set_num_threads(config["threads"])  # Ray pins workers to 1 thread; use the CPUs this job owns
+    rank, world, device = train_worker(config)
     torch.manual_seed(cfg.seed)
-    device = ray.train.torch.get_device()
     x, y, w, _ = training_rows(cfg, Path(config["dataset"]), rank, world)
     model = build_model(cfg).to(device)
     state = None
@@ -167,24 +160,9 @@ def fit(cfg: FairClassifierConfig, dataset: Path, out: Path, name: str = "classi
         model = fit_loop(build_model(cfg).to(device), x, y, w, cfg, device,
                          on_tick=lambda m, s: _print_tick(cfg, m))
         return {k: v.cpu() for k, v in model.state_dict().items()}
-    from ray.train import ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    init_ray(cfg.ray.address)
-    use_gpu = resolve_device(cfg.ray.device) == "cuda"
-    trainer = TorchTrainer(
-        train_loop,
-        train_loop_config={"cfg": cfg.model_dump(mode="json"), "dataset": str(Path(dataset).resolve()),
-                           "threads": max(1, int(cluster_cpus() // cfg.ray.workers))},
-        scaling_config=ScalingConfig(num_workers=cfg.ray.workers, use_gpu=use_gpu,
-                                     resources_per_worker=worker_resources(cfg.ray.workers, use_gpu)),
-        run_config=train_run_config(name, str((Path(out) / "ray_results").resolve())),
-    )
-    result = trainer.fit()
-    if result.error is not None or result.checkpoint is None:
-        raise FairrayError(f"classifier training failed: {result.error}")
-    with result.checkpoint.as_directory() as d:
-        return torch.load(Path(d) / "classifier.pt", weights_only=False)["model"]
+    ckpt = fit_torch(train_loop, {"cfg": cfg.model_dump(mode="json"), "dataset": str(Path(dataset).resolve())},
+                     cfg.ray, name, Path(out) / "ray_results", what="classifier training")
+    return torch.load(ckpt / "classifier.pt", weights_only=False)["model"]
 
 
 @torch.no_grad()

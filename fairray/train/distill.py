@@ -40,12 +40,9 @@ from fairray.config import DistillConfig, GanConfig, LabelConfig
 from fairray.data.table import decode_images, read_table
 from fairray.errors import FairrayError
 from fairray.ray_env import (
-    cluster_cpus,
+    fit_torch,
     init_ray,
-    quiet_train_worker,
-    resolve_device,
-    train_run_config,
-    worker_resources,
+    train_worker,
 )
 from fairray.train.checkpoint import load_state, set_rng_state
 
@@ -217,12 +214,8 @@ def train_loop(config: dict) -> None:
     from fairray.train.gan import _gather_rng, _rank0_run, _report, _resume_state, _unwrap
     from fairray.train.losses import d_hinge_loss, g_hinge_loss
 
-    quiet_train_worker()
     cfg = DistillConfig.model_validate(config["cfg"])
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
-    torch.set_num_threads(config["threads"])
+    rank, world, device = train_worker(config)
     torch.manual_seed(cfg.seed * 100 + rank)
     S, FD, tcfg = _models(config, cfg)
     z_all, images, w = load_pairs(Path(config["pairs"]), Path(config["selection"]), rank, world, tcfg.resolution)
@@ -336,27 +329,12 @@ def _finite(t: torch.Tensor) -> bool:
 def fit(cfg: DistillConfig, pairs: Path, selection: Path, out: Path, width: int,
         tracking: dict | None = None) -> Path:
     """Run (or continue) the Ray Train job cfg.name under <out>/ray_results; returns the last checkpoint dir."""
-    from ray.train import ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    init_ray(cfg.ray.address)
-    use_gpu = resolve_device(cfg.ray.device) == "cuda"
     storage = (Path(out) / "ray_results").resolve()
-    trainer = TorchTrainer(
-        train_loop,
-        train_loop_config={"cfg": cfg.model_dump(mode="json"), "teacher": str(Path(cfg.teacher).resolve()),
-                           "labeler": _resolved_spec(cfg.labeler), "pairs": str(Path(pairs).resolve()),
-                           "selection": str(Path(selection).resolve()), "width": width,
-                           "run_dir": str(storage / cfg.name), "tracking": tracking,
-                           "threads": max(1, int(cluster_cpus() // cfg.ray.workers))},
-        scaling_config=ScalingConfig(num_workers=cfg.ray.workers, use_gpu=use_gpu,
-                                     resources_per_worker=worker_resources(cfg.ray.workers, use_gpu)),
-        run_config=train_run_config(cfg.name, str(storage), keep=cfg.keep),
-    )
-    result = trainer.fit()
-    if result.error is not None or result.checkpoint is None:
-        raise FairrayError(f"distillation failed: {result.error}")
-    return Path(result.checkpoint.path)
+    return fit_torch(train_loop, {"cfg": cfg.model_dump(mode="json"), "teacher": str(Path(cfg.teacher).resolve()),
+                                  "labeler": _resolved_spec(cfg.labeler), "pairs": str(Path(pairs).resolve()),
+                                  "selection": str(Path(selection).resolve()), "width": width,
+                                  "run_dir": str(storage / cfg.name), "tracking": tracking},
+                     cfg.ray, cfg.name, storage, keep=cfg.keep, what="distillation")
 
 
 def _resolved_spec(spec: str | None) -> str | None:

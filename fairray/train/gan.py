@@ -19,12 +19,8 @@ from fairray.config import GanConfig
 from fairray.data.loading import load_split
 from fairray.errors import FairrayError
 from fairray.ray_env import (
-    cluster_cpus,
-    init_ray,
-    quiet_train_worker,
-    resolve_device,
-    train_run_config,
-    worker_resources,
+    fit_torch,
+    train_worker,
 )
 from fairray.train.checkpoint import load_state, newest_complete, rng_state, save_state, set_rng_state
 
@@ -77,12 +73,8 @@ def train_loop(config: dict) -> None:
 
     from fairray.models.ema import ema_model
 
-    quiet_train_worker()
     cfg = GanConfig.model_validate(config["cfg"])
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
-    torch.set_num_threads(config["threads"])  # Ray pins workers to 1 thread; use the CPUs this job owns
+    rank, world, device = train_worker(config)
     torch.manual_seed(cfg.seed * 100 + rank)
     images, df = load_split(Path(config["dataset"]), "train", ["weight"], rank, world, cfg.resolution)
     w = importance(df.weight.to_numpy(np.float64), cfg.alpha if cfg.reweight != "none" else 0.0)
@@ -251,25 +243,10 @@ def _report(metrics: dict, snapshot: bool, rank: int, world: int, state: dict, G
 
 def fit(cfg: GanConfig, dataset: Path, out: Path, tracking: dict | None = None) -> Path:
     """Run (or continue) the Ray Train job named cfg.name under <out>/ray_results; returns the last checkpoint."""
-    from ray.train import ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    init_ray(cfg.ray.address)
-    use_gpu = resolve_device(cfg.ray.device) == "cuda"
     storage = (Path(out) / "ray_results").resolve()
-    trainer = TorchTrainer(
-        train_loop,
-        train_loop_config={"cfg": cfg.model_dump(mode="json"), "dataset": str(Path(dataset).resolve()),
-                           "run_dir": str(storage / cfg.name), "tracking": tracking,
-                           "threads": max(1, int(cluster_cpus() // cfg.ray.workers))},
-        scaling_config=ScalingConfig(num_workers=cfg.ray.workers, use_gpu=use_gpu,
-                                     resources_per_worker=worker_resources(cfg.ray.workers, use_gpu)),
-        run_config=train_run_config(cfg.name, str(storage), keep=cfg.keep),
-    )
-    result = trainer.fit()
-    if result.error is not None or result.checkpoint is None:
-        raise FairrayError(f"GAN training failed: {result.error}")
-    return Path(result.checkpoint.path)
+    return fit_torch(train_loop, {"cfg": cfg.model_dump(mode="json"), "dataset": str(Path(dataset).resolve()),
+                                  "run_dir": str(storage / cfg.name), "tracking": tracking},
+                     cfg.ray, cfg.name, storage, keep=cfg.keep, what="GAN training")
 
 
 def load_generator(checkpoint: Path, ema: bool = True) -> tuple[torch.nn.Module, GanConfig]:

@@ -79,7 +79,7 @@ def concurrency(trainable: Trainable, cfg: TuneCampaignConfig, base: Any, space:
     per_cpu, per_gpu = cfg.trial_cpus, 0.0
     if trainable.kind == "gan":
         use_gpu = resolve_device(base.ray.device) == "cuda"
-        w = worker_resources(base.ray.workers, use_gpu)
+        w = worker_resources(base.ray.workers, use_gpu, base.ray.cpus_per_worker)
         per_cpu += base.ray.workers * w["CPU"]
         per_gpu = base.ray.workers * w.get("GPU", 0.0)
     fit = math.floor(cpus / per_cpu + 1e-9)
@@ -128,7 +128,10 @@ def prepare(trainable: Trainable, space: Space, cfg: TuneCampaignConfig, base: A
             shutil.rmtree(src, ignore_errors=True)
             synth_dataset.build(cfg.synth.model_copy(update={"perc": perc}), src, progress=False)
         path = src
-        if weights_needed:
+        if weights_needed and cfg.dataset and "clip_quantile" not in space.params \
+                and (src / "reweight.json").is_file():
+            pass  # already weighted (fairray reweight output): use its `weight` column as it is
+        elif weights_needed:
             path = src.parent / f"weights-clip{clip:g}" if not cfg.dataset else out / "data" / f"weights-clip{clip:g}"
             if not (path / "reweight.json").is_file():
                 say(f"density-ratio weights for perc={perc:g}, clipped at the {clip:g} quantile")
@@ -152,8 +155,9 @@ def prepare(trainable: Trainable, space: Space, cfg: TuneCampaignConfig, base: A
 
 def run_campaign(space: Space, cfg: TuneCampaignConfig, out: Path, config_path: Path | None = None,
                  config_sets: list[str] | None = None, space_sets: list[str] | None = None,
-                 say: Callable[[str], None] = print) -> CampaignResult:
-    """Run (or continue) the campaign `cfg.name or space.name` under <out>."""
+                 say: Callable[[str], None] = print, parent_run=None) -> CampaignResult:
+    """Run (or continue) the campaign `cfg.name or space.name` under <out>; its MLflow parent run is a child of
+    `parent_run` when given (the demo's run tree)."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
@@ -199,7 +203,7 @@ def run_campaign(space: Space, cfg: TuneCampaignConfig, out: Path, config_path: 
     (out / f"{name}.campaign.json").write_text(json.dumps({"space_digest": digest, "space": str(space.path)}))
     dump = base.model_dump(mode="json") if hasattr(base, "model_dump") else base
     with tracker.run(name, tags={"fairray.campaign_root": name, "fairray.command": "tune", STATE_TAG: digest},
-                     run_id=parent_id) as parent:
+                     run_id=parent_id, parent=parent_run) as parent:
         if parent_id is None:
             parent.log_params({"space": json.dumps(space.raw, default=str), "trainable": trainable.name,
                                "search": space.spec.search.model_dump(mode="json"),

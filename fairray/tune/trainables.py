@@ -331,6 +331,7 @@ def _run_gan(trainable, cfg, data, ctx, trial_dir, state, child, emit) -> None:
         figures = {f"grids/samples_{stage.kimg:g}kimg.png": grid_figure(images[:64], 8, f"{stage.kimg:g} kimg"),
                    "charts/attribute_shares.png": shares_figure(tables, f"alpha={cfg.alpha:g} reweight={cfg.reweight}",
                                                                 {a: 1 / len(t) for a, t in tables.items()})}
+        (trial_dir / "metrics.json").write_text(json.dumps({"checkpoint": str(ckpt), "metrics": m}, default=float))
         emit(m, {"checkpoint": str(ckpt), "stage": k + 1}, figures, done=k + 1 == stages)
         _close(figures)
 
