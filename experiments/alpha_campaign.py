@@ -64,12 +64,15 @@ def main() -> None:
     ap.add_argument("--eval-n", type=int, default=2000)
     ap.add_argument("--labeler", default=None, help="attrclf:DIR to reuse (default: train one)")
     ap.add_argument("--results", type=Path, default=RESULTS / "alpha_campaign.json")
+    ap.add_argument("--worker-cpus", type=float, default=0.6,
+                    help="CPUs per GAN trial's Train worker (0.6 on 2 cores: three trials side by side)")
     args = ap.parse_args()
     t0 = time.perf_counter()
     space = load_space(SPACE, [f"params.alpha.values=[{args.alphas}]", f"params.seed.values=[{args.seeds}]",
                                f"fixed.kimg={args.kimg}", f"fixed.reweight={args.reweight}"])
     cfg = TuneCampaignConfig(name="alpha", synth=SynthConfig(n=args.n, perc=0.25, bias="90_10"),
-                             eval_n=args.eval_n, labeler=args.labeler,
+                             eval_n=args.eval_n, labeler=args.labeler, trial_cpus=0.05,
+                             base={"ray": {"cpus_per_worker": args.worker_cpus}},
                              tracking=TrackingConfig(experiment="fairray-alpha"))
     res = run_campaign(space, cfg, args.out)
     (f_name, _), (q_name, _) = res.metrics["fairness"], res.metrics["quality"]

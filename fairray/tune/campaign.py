@@ -327,13 +327,13 @@ def reconcile(tracker, parent_id: str | None, grid, names: dict, campaign: str) 
 
 
 def _summarise(result: CampaignResult, parent, mode: str) -> None:
-    from fairray.report_runs import pareto_mask
+    from fairray.compare import pareto_front
 
     t = result.table
     (f_name, f_mode), (q_name, q_mode) = result.metrics["fairness"], result.metrics["quality"]
     ok = t[t[f_name].notna() & t[q_name].notna()] if len(t) else t
     if len(ok):
-        front = pareto_mask(_signed(ok[f_name], f_mode), _signed(ok[q_name], q_mode))
+        front = pareto_front(ok[f_name], ok[q_name], f_mode, q_mode)
         t.loc[ok.index, "pareto"] = front
         best = ok.loc[(ok.objective.idxmin() if mode == "min" else ok.objective.idxmax())]
         result.best = best.to_dict()
@@ -344,8 +344,3 @@ def _summarise(result: CampaignResult, parent, mode: str) -> None:
     csv = result.out / f"{result.name}.trials.csv"
     t.to_csv(csv, index=False)
     parent.log_artifact(csv, "campaign")
-
-
-def _signed(values: pd.Series, mode: str):
-    v = values.to_numpy(float)
-    return v if mode == "min" else -v
