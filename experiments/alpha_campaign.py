@@ -59,6 +59,7 @@ def main() -> None:
     ap.add_argument("--alphas", default="0,0.5,1")
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--kimg", type=float, default=40)
+    ap.add_argument("--width", type=int, default=32, help="G/D width (the space's 16 is faster but noisier)")
     ap.add_argument("--reweight", default="sample", choices=["weight", "sample"])
     ap.add_argument("--n", type=int, default=6000, help="biased rows")
     ap.add_argument("--eval-n", type=int, default=2000)
@@ -69,7 +70,8 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
     space = load_space(SPACE, [f"params.alpha.values=[{args.alphas}]", f"params.seed.values=[{args.seeds}]",
-                               f"fixed.kimg={args.kimg}", f"fixed.reweight={args.reweight}"])
+                               f"fixed.kimg={args.kimg}", f"fixed.reweight={args.reweight}",
+                               f"fixed.width={args.width}"])
     cfg = TuneCampaignConfig(name="alpha", synth=SynthConfig(n=args.n, perc=0.25, bias="90_10"),
                              eval_n=args.eval_n, labeler=args.labeler, trial_cpus=0.05,
                              base={"ray": {"cpus_per_worker": args.worker_cpus}},

@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from fairray.config import (
-    DemoConfig,
     DigaConfig,
     FairClassifierConfig,
     GanConfig,
     LatentDebiasConfig,
     SynthConfig,
+    experiment_attrclf,
 )
 from fairray.data import synth_dataset
 from fairray.debias import directions, latent
@@ -117,7 +117,7 @@ def main() -> None:
     labeler = args.labeler
     if labeler is None:
         if not (out / "attrclf" / "attrclf" / "model.pt").is_file():
-            attrclf.run(DemoConfig().attrclf, out / "attrclf", progress=False)
+            attrclf.run(experiment_attrclf(), out / "attrclf", progress=False)
         labeler = f"attrclf:{out / 'attrclf' / 'attrclf'}"
     timings["attrclf"] = time.perf_counter() - t0
     generator = args.generator

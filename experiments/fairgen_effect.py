@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fairray.config import DemoConfig, ReweightConfig, SynthConfig
+from fairray.config import GanConfig, ReweightConfig, SynthConfig, experiment_attrclf
 from fairray.data import synth_dataset
 from fairray.data.loading import load_split
 from fairray.data.table import read_manifest
@@ -39,6 +39,7 @@ from fairray.train.gan import reference_images
 
 RESULTS = Path(__file__).parent / "results"
 MODES = ("none", "weight", "sample")
+RATIO_EPOCHS = 4  # density-ratio classifier epochs (the results were measured with 4)
 
 
 def joint_shares(labels: dict[str, np.ndarray], attrs: list[str], sizes: dict[str, int]) -> np.ndarray:
@@ -81,14 +82,13 @@ def main() -> None:
     ap.add_argument("--ablate-raw", default="90_10@0.1", help="settings that also run uncalibrated, unclipped ratios")
     ap.add_argument("--results", type=Path, default=RESULTS / "fairgen_effect.json")
     args = ap.parse_args()
-    demo = DemoConfig()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
 
     clf_dir = out / "attrclf"
     if not (clf_dir / "attrclf" / "metrics.json").is_file():
-        attrclf.run(demo.attrclf, clf_dir, progress=False)
+        attrclf.run(experiment_attrclf(), clf_dir, progress=False)
     clf_metrics = json.loads((clf_dir / "attrclf" / "metrics.json").read_text())
     labeler = AttrClfLabeler(clf_dir / "attrclf")
     report: dict = {"config": vars(args) | {"out": str(out), "results": os.path.relpath(args.results, Path(__file__).parents[1])},
@@ -115,7 +115,7 @@ def main() -> None:
             variants.append(("raw", dict(calibration="none", clip_quantile=1.0)))
         for vname, rw in variants:
             wdir = out / key / f"weights-{vname}"
-            rcfg = ReweightConfig(dataset=str(data), epochs=demo.ratio_epochs, seed=seed, report_attributes=attrs, **rw)
+            rcfg = ReweightConfig(dataset=str(data), epochs=RATIO_EPOCHS, seed=seed, report_attributes=attrs, **rw)
             rw_report = (json.loads((wdir / "reweight.json").read_text()) if (wdir / "reweight.json").is_file()
                          else reweight.run(rcfg, wdir))
             for mode in MODES if vname == "calibrated" else ("weight",):
@@ -124,7 +124,7 @@ def main() -> None:
                 name = f"{key}-{vname}-{mode}"
                 if (preset, perc, seed, vname, mode) in done:
                     continue
-                cfg = demo.gan.model_copy(update={"dataset": str(wdir), "name": name, "reweight": mode, "seed": seed,
+                cfg = GanConfig(tick_kimg=8, snapshot_ticks=4).model_copy(update={"dataset": str(wdir), "name": name, "reweight": mode, "seed": seed,
                                                   "kimg": args.kimg, "eval_attributes": ["gender"]})
                 t_run = time.perf_counter()
                 ckpt = gan.fit(cfg, wdir, out / "gans")
@@ -195,9 +195,10 @@ def figure(report: dict, tag: str, path: Path) -> None:
             ax.set_title(k)
     for ax in axes:
         ax.set_xticks(np.arange(len(keys)) + 0.4 - width / 2, [f"{s} perc {p:g}" for s, p in keys], fontsize=8)
-    axes[0].legend(fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     fig.suptitle("fairgen on SynthFaces: lower discrepancy is fairer; fd_attrclf is quality (lower is better)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
 
 

@@ -44,7 +44,7 @@ def test_dead_tracking_server_does_not_stop_the_demo(tmp_path, monkeypatch):
 def test_quick_demo_runs_every_stage(tmp_path, ray_local):
     out = tmp_path / "demo"
     # --quick plus smaller stages: every stage runs for real, the 5-minute default is timed by benchmarks/demo_time.py
-    tiny = ["synth.n=1500", "attrclf.synth.n=1500", "attrclf.epochs=1", "ratio_epochs=1", "gan.kimg=6",
+    tiny = ["synth.n=1500", "attrclf.synth.n=1500", "attrclf.epochs=1", "ratio_epochs=1", "gan.kimg=6", "gan.width=16",
             "gan.tick_kimg=3", "distill.n_pairs=400", "distill.kimg=1", "distill.tick_kimg=0.5",
             "distill.eval_n=200", "classifier.classifier.synth.n=800", "classifier.classifier.kimg=1",
             "classifier.classifier.n_boot=20", "classifier.n_svm=300", "classifier.n_pairs=200"]
