@@ -184,31 +184,32 @@ class FairClassifierConfig(Cfg):
     tracking: TrackingConfig = Field(default_factory=lambda: TrackingConfig(experiment="fairray-classifier"))
 
 
-class LatentDebiasConfig(Cfg):
-    """GAN Data Debiasing: complementary latents z' (target kept, protected flipped) as training pairs."""
+class GanDebiasConfig(Cfg):
+    """What the two GAN-based classifier debiasing methods share: the classifier, the generator and its training."""
 
     classifier: FairClassifierConfig = Field(default_factory=FairClassifierConfig)
-    labeler: str | None = Field(None, description="hallucinates target + protected labels, e.g. attrclf:DIR")
     generator: str | None = Field(None, description="GAN checkpoint dir; default: train `gan` on the biased rows")
     gan: GanConfig = Field(default_factory=lambda: GanConfig(name="debias-gan", kimg=96, tick_kimg=16,
                                                              snapshot_ticks=6))
+    seed: int = 0
+
+
+class LatentDebiasConfig(GanDebiasConfig):
+    """GAN Data Debiasing: complementary latents z' (target kept, protected flipped) as training pairs."""
+
+    labeler: str | None = Field(None, description="hallucinates target + protected labels, e.g. attrclf:DIR")
     n_svm: int = Field(10_000, ge=100, description="latents the two hyperplanes are fit on")
     n_pairs: int = Field(10_000, ge=1, description="(z, z') pairs added to the training set")
     svm_c: float = Field(1.0, gt=0, description="LinearSVC C")
     svm_balanced: bool = Field(True, description="class_weight=balanced (hallucinated labels are skewed)")
     flip_scale: float = Field(2.0, gt=0, description="2: reflect across the protected hyperplane; 1: onto it")
     synthetic_weight: float = Field(1.0, gt=0, description="per-row loss weight of the generated pairs")
-    seed: int = 0
 
 
-class DigaConfig(Cfg):
+class DigaConfig(GanDebiasConfig):
     """DiGA: invert images into the GAN latent space, edit along n = normalise(w_a - c w_b), augment, classify."""
 
-    classifier: FairClassifierConfig = Field(default_factory=FairClassifierConfig)
     labeler: str | None = Field(None, description="judges whether an edit keeps the target (choice of c)")
-    generator: str | None = Field(None, description="GAN checkpoint dir; default: train `gan` on the biased rows")
-    gan: GanConfig = Field(default_factory=lambda: GanConfig(name="debias-gan", kimg=96, tick_kimg=16,
-                                                             snapshot_ticks=6))
     encoder_width: int = Field(32, ge=4)
     encoder_kimg: float = Field(60.0, gt=0, description="generated (G(z), z) pairs the encoder sees, thousands")
     encoder_lr: float = Field(1e-3, gt=0)

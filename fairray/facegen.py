@@ -51,12 +51,9 @@ def divergence(table: pd.DataFrame) -> dict[str, float]:
 
 def double_bars(tables: dict[str, pd.DataFrame], title: str):
     """AI-Face style: training vs generated share per cell, with the shift in points over each pair."""
-    import matplotlib.pyplot as plt
+    from fairray.report import finish_panels, panel_grid, share_panel
 
-    n = len(tables)
-    cols = min(n, 2)
-    rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(6.2 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = panel_grid(len(tables), 2, (6.2, 3.2))
     for ax, (name, t) in zip(axes.flat, tables.items(), strict=False):
         x = np.arange(len(t))
         ax.bar(x - 0.2, t.training, 0.4, label="training", color="#4c72b0")
@@ -67,15 +64,8 @@ def double_bars(tables: dict[str, pd.DataFrame], title: str):
                   "\n".join(p.split("=")[-1] for p in i.split(" & ")) for i in t.index]
         ax.set_xticks(x, labels, fontsize=7)
         ax.set_ylim(0, float(np.maximum(t.training, t.generated).max()) * 1.2 + 0.03)
-        ax.set_title(name, fontsize=10)
-        ax.set_ylabel("share")
-        ax.spines[["top", "right"]].set_visible(False)
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=8, frameon=False)
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    return fig
+        share_panel(ax, name)
+    return finish_panels(fig, axes, len(tables), title)
 
 
 def _dataset(cfg: FacegenConfig, out: Path) -> Path:

@@ -38,10 +38,7 @@ def grid_figure(images: np.ndarray, nrow: int, title: str) -> Figure:
 
 def shares_figure(tables: dict[str, pd.DataFrame], title: str, target: dict[str, float] | None = None) -> Figure:
     """One panel per attribute (or intersection); grouped bars per column (e.g. biased vs reference)."""
-    n = len(tables)
-    cols = min(n, 3)
-    rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.0 * rows), squeeze=False)
+    fig, axes = panel_grid(len(tables), 3, (4.4, 3.0))
     for ax, (name, table) in zip(axes.flat, tables.items(), strict=False):
         x = np.arange(len(table))
         width = 0.8 / max(len(table.columns), 1)
@@ -55,9 +52,25 @@ def shares_figure(tables: dict[str, pd.DataFrame], title: str, target: dict[str,
         ax.set_xticks(x, [_short(i) for i in table.index], rotation=30 if len(table) > 3 else 0,
                       ha="right" if len(table) > 3 else "center", fontsize=8)
         ax.set_ylim(0, min(1.0, table.to_numpy().max() * 1.25 + 0.02))
-        ax.set_title(name, fontsize=10)
-        ax.set_ylabel("share")
-        ax.spines[["top", "right"]].set_visible(False)
+        share_panel(ax, name)
+    return finish_panels(fig, axes, len(tables), title)
+
+
+def panel_grid(n: int, max_cols: int, panel: tuple[float, float]) -> tuple[Figure, np.ndarray]:
+    """A figure with n panels in rows of at most max_cols, each panel (width, height) inches."""
+    cols = min(n, max_cols)
+    rows = (n + cols - 1) // cols
+    return plt.subplots(rows, cols, figsize=(panel[0] * cols, panel[1] * rows), squeeze=False)
+
+
+def share_panel(ax, name: str) -> None:
+    ax.set_title(name, fontsize=10)
+    ax.set_ylabel("share")
+    ax.spines[["top", "right"]].set_visible(False)
+
+
+def finish_panels(fig: Figure, axes: np.ndarray, n: int, title: str) -> Figure:
+    """Blank the unused panels, one legend, the title."""
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=8, frameon=False)

@@ -44,7 +44,7 @@ from fairray.ray_env import (
     init_ray,
     train_worker,
 )
-from fairray.train.checkpoint import load_state, set_rng_state
+from fairray.train.checkpoint import load_state
 
 SELECTION = "selection.parquet"
 
@@ -211,7 +211,7 @@ def train_loop(config: dict) -> None:
     from fairray.labelers.registry import load_labeler
     from fairray.models.ema import ema_model
     from fairray.models.student import feature_l1
-    from fairray.train.gan import _gather_rng, _rank0_run, _report, _resume_state, _unwrap
+    from fairray.train.gan import _gather_rng, _rank0_run, _report, _resume_state, _unwrap, restore
     from fairray.train.losses import d_hinge_loss, g_hinge_loss
 
     cfg = DistillConfig.model_validate(config["cfg"])
@@ -229,19 +229,7 @@ def train_loop(config: dict) -> None:
     if cfg.lambda_fair > 0:
         fair = fairness_loss(load_labeler(config["labeler"], device.type), cfg.fair_by or cfg.balance_by,
                              cfg.fair_target, cfg.fair_loss, device)
-    step, nimg, nan_skips, history, resumes = 0, 0, 0, [], []
-    resume = _resume_state(config)
-    if resume is not None:
-        S.load_state_dict(resume["G"])
-        FD.load_state_dict(resume["D"])
-        S_ema.load_state_dict(resume["G_ema"])
-        opt_s.load_state_dict(resume["opt_g"])
-        opt_d.load_state_dict(resume["opt_d"])
-        step, nimg, nan_skips = resume["step"], resume["nimg"], resume["nan_skips"]
-        history, resumes = resume.get("history", []), resume.get("resumes", []) + [nimg]
-        set_rng_state(resume["rng"][rank] if rank < len(resume["rng"]) else resume["rng"][0])
-        if rank == 0:
-            print(f"resumed from step {step} ({nimg / 1000:.1f} kimg)", flush=True)
+    step, nimg, nan_skips, history, resumes = restore(_resume_state(config), S, FD, S_ema, opt_s, opt_d, rank)
     S = ray.train.torch.prepare_model(S, move_to_device=False)
     FD = ray.train.torch.prepare_model(FD, move_to_device=False,
                                        parallel_strategy_kwargs={"broadcast_buffers": False})

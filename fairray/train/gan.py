@@ -85,20 +85,7 @@ def train_loop(config: dict) -> None:
     G_ema = ema_model(G, cfg.ema_decay)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
-    step, nimg, nan_skips, history, resumes = 0, 0, 0, [], []
-    resume = _resume_state(config)
-    if resume is not None:
-        G.load_state_dict(resume["G"])
-        D.load_state_dict(resume["D"])
-        G_ema.load_state_dict(resume["G_ema"])
-        opt_g.load_state_dict(resume["opt_g"])
-        opt_d.load_state_dict(resume["opt_d"])
-        step, nimg, nan_skips = resume["step"], resume["nimg"], resume["nan_skips"]
-        history = resume.get("history", [])
-        resumes = resume.get("resumes", []) + [nimg]
-        set_rng_state(resume["rng"][rank] if rank < len(resume["rng"]) else resume["rng"][0])
-        if rank == 0:
-            print(f"resumed from step {step} ({nimg / 1000:.1f} kimg)", flush=True)
+    step, nimg, nan_skips, history, resumes = restore(_resume_state(config), G, D, G_ema, opt_g, opt_d, rank)
     # D is run twice per step (real, fake): its BatchNorm buffers must not be re-broadcast between calls.
     G = ray.train.torch.prepare_model(G, move_to_device=False)
     D = ray.train.torch.prepare_model(D, move_to_device=False, parallel_strategy_kwargs={"broadcast_buffers": False})
@@ -167,6 +154,19 @@ def train_loop(config: dict) -> None:
                 "nan_skips": nan_skips, "rng": _gather_rng(world), "config": cfg.model_dump(mode="json"),
                 "history": history, "resumes": resumes}, G_ema, grid_z)
             t_tick, tick_start_img = time.perf_counter(), nimg
+
+
+def restore(resume: dict | None, G, D, G_ema, opt_g, opt_d, rank: int) -> tuple[int, int, int, list, list]:
+    """Load a resumed state into the models and optimizers; (step, nimg, nan_skips, history, resumes)."""
+    if resume is None:
+        return 0, 0, 0, [], []
+    for module, key in ((G, "G"), (D, "D"), (G_ema, "G_ema"), (opt_g, "opt_g"), (opt_d, "opt_d")):
+        module.load_state_dict(resume[key])
+    set_rng_state(resume["rng"][rank] if rank < len(resume["rng"]) else resume["rng"][0])
+    nimg = resume["nimg"]
+    if rank == 0:
+        print(f"resumed from step {resume['step']} ({nimg / 1000:.1f} kimg)", flush=True)
+    return resume["step"], nimg, resume["nan_skips"], resume.get("history", []), resume.get("resumes", []) + [nimg]
 
 
 def _maybe_fault(cfg: GanConfig, config: dict, rank: int, world: int, nimg: int) -> None:
