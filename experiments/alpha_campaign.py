@@ -69,21 +69,25 @@ def main() -> None:
                     help="CPUs per GAN trial's Train worker (0.6 on 2 cores: three trials side by side)")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    space = load_space(SPACE, [f"params.alpha.values=[{args.alphas}]", f"params.seed.values=[{args.seeds}]",
-                               f"fixed.kimg={args.kimg}", f"fixed.reweight={args.reweight}",
-                               f"fixed.width={args.width}"])
+    space_sets = [f"params.alpha.values=[{args.alphas}]", f"params.seed.values=[{args.seeds}]",
+                  f"fixed.kimg={args.kimg}", f"fixed.reweight={args.reweight}", f"fixed.width={args.width}"]
+    space = load_space(SPACE, space_sets)
     cfg = TuneCampaignConfig(name="alpha", synth=SynthConfig(n=args.n, perc=0.25, bias="90_10"),
                              eval_n=args.eval_n, labeler=args.labeler, trial_cpus=0.05,
                              base={"ray": {"cpus_per_worker": args.worker_cpus}},
                              tracking=TrackingConfig(experiment="fairray-alpha"))
-    res = run_campaign(space, cfg, args.out)
+    # the same settings as `fairray tune` arguments, so each trial's recorded command reproduces it
+    config_sets = [f"synth.n={args.n}", "synth.perc=0.25", "synth.bias=90_10", f"eval_n={args.eval_n}",
+                   "trial_cpus=0.05", f"base.ray.cpus_per_worker={args.worker_cpus}", "tracking.experiment=fairray-alpha"]
+    config_sets += [f"labeler={args.labeler}"] if args.labeler else []
+    res = run_campaign(space, cfg, args.out, config_sets=config_sets, space_sets=space_sets)
     (f_name, _), (q_name, _) = res.metrics["fairness"], res.metrics["quality"]
     rows = [{"trial_id": r.trial_id, "alpha": float(r["param.alpha"]), "seed": int(r["param.seed"]),
              f_name: float(r[f_name]), q_name: float(r[q_name]), "seconds": float(r.seconds),
              "pareto": bool(r.get("pareto", False)), "mlflow_run": r.run_id} for _, r in res.table.iterrows()]
     report = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
               | {"results": os.path.relpath(args.results, Path(__file__).parents[1])},
-              "space": str(SPACE), "tracking_uri": res.tracking_uri, "experiment": res.experiment,
+              "space": os.path.relpath(SPACE, Path(__file__).parents[1]), "tracking_uri": res.tracking_uri, "experiment": res.experiment,
               "parent_run": res.parent_run_id, "trials": rows, **summarise(rows, f_name, q_name),
               "seconds_total": time.perf_counter() - t0}
     args.results.parent.mkdir(parents=True, exist_ok=True)

@@ -97,7 +97,8 @@ def test_cli_rejects_bad_space_before_any_trial(tmp_path):
 def test_space_overrides_pin_one_trial(tmp_path):
     from fairray.tune.trainables import reproduce_command
 
-    ctx = {"space_path": str(write(tmp_path, GOOD)), "campaign": "c", "config_sets": []}
+    ctx = {"space_path": str(write(tmp_path, GOOD)), "campaign": "c", "config_sets": ["synth.n=600"],
+           "space_sets": ["fixed.kimg=2"]}
     cmd = reproduce_command(ctx, {"alpha": 0.5, "seed": 1})
     import shlex
 
@@ -106,6 +107,8 @@ def test_space_overrides_pin_one_trial(tmp_path):
     space = load_space(Path(argv[2]), sets)
     assert space.n_trials() == 1
     assert space.params["alpha"].values == [0.5] and space.params["seed"].values == [1]
+    assert space.spec.fixed["kimg"] == 2  # the campaign's own space overrides are part of the command
+    assert argv[argv.index("--set") + 1] == "synth.n=600"
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -285,6 +285,8 @@ def reproduce_command(ctx: dict, params: dict) -> str:
     for s in ctx.get("config_sets", []):
         parts += ["--set", s]
     parts += ["--set", f"name={ctx['campaign']}-repro"]
+    for s in ctx.get("space_sets", []):  # the campaign's own space overrides first, then the pinned params
+        parts += ["--space-set", s]
     for k, v in sorted(params.items()):
         parts += ["--space-set", f"params.{k}={{type: grid, values: [{json.dumps(v)}]}}"]
     parts += ["--space-set", "search.searcher=grid", "--space-set", "search.num_samples=1",
