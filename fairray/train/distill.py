@@ -6,10 +6,12 @@ Pipeline (`run`):
 2. balanced sampler: over one attribute or an intersection of the predicted labels, every pair gets a sampling
    weight 1/(K share(cell)) (or cells are undersampled to the smallest), so the student sees balanced teacher images;
 3. student: Ray Train DDP on the selected pairs with
-   L = lambda_pix (1 - k) L1(S(z), T(z)) + lambda_adv hinge(D(S(z))) + lambda_feat sum_j w_j L1(D_j(S(z)), D_j(T(z)))
-       + lambda_fair L_fair(S(z)),
-   where D is trained (hinge) with the selected teacher images as real and k rises from 0 to k_max on a schedule, so
-   the pixel term fades. L_fair is differentiable: the frozen attrclf (eval mode, no parameter gradients) scores the
+   L = lambda_pix (1 - k) L1(S(z), T(z)) + lambda_adv hinge(D(S(z'))) + lambda_feat sum_j w_j L1(D_j(S(z)), D_j(T(z)))
+       + lambda_fair L_fair(S(z')),
+   with z the latents of the selected (balanced) pairs and z' ~ N(0, I) fresh ones: the student is sampled with fresh
+   latents, so the terms that shape its distribution (adversarial against the balanced teacher images, fairness) see
+   fresh latents, and the paired terms distil the teacher's mapping. D is trained (hinge) with the selected teacher
+   images as real and S(z') as fake; k rises from 0 to k_max on a schedule, so the pixel term fades. L_fair is differentiable: the frozen attrclf (eval mode, no parameter gradients) scores the
    student's images in [0, 1], its temperature-scaled softmax is averaged over the batch (per-sample outer products
    for an intersection), and the KL(target || batch mean) (or squared L2) is back-propagated through the classifier
    into the student. fair-distill's Shannon-diversity term went through argmax and a PIL round-trip, so it passed no
@@ -247,9 +249,12 @@ def train_loop(config: dict) -> None:
         z = z_all[idx].to(device)
         real = torch.from_numpy(images[idx.numpy()]).to(device).permute(0, 3, 1, 2).float().div_(127.5).sub_(1)
         k = k_at(nimg / total, cfg.k_schedule, cfg.k_max)
+        # Paired latents carry the distillation terms (S(z) ~ T(z)); fresh latents carry the adversarial and fairness
+        # terms, because the student is judged on S(z) for z ~ N(0, I), not on the balanced pairs it was shown.
+        z_free = torch.randn(B, z.shape[1], generator=gen).to(device)
         with torch.autocast(**amp):
-            fake = S(z)
-            logits, _ = FD(torch.cat([real, fake.detach()]))
+            fake, free = S(z), S(z_free)
+            logits, _ = FD(torch.cat([real, free.detach()]))
             d_loss = d_hinge_loss(logits[:B].float(), logits[B:].float())
         if _finite(d_loss):
             opt_d.zero_grad(set_to_none=True)
@@ -260,10 +265,11 @@ def train_loop(config: dict) -> None:
         with torch.autocast(**amp):
             with torch.no_grad():
                 _, real_feats = FD(real)
-            fake_logits, fake_feats = FD(fake)
-            parts = {"pix": F.l1_loss(fake.float(), real), "adv": g_hinge_loss(fake_logits.float()),
+            _, fake_feats = FD(fake)
+            free_logits, _ = FD(free)
+            parts = {"pix": F.l1_loss(fake.float(), real), "adv": g_hinge_loss(free_logits.float()),
                      "feat": feature_l1([f.float() for f in fake_feats], [f.float() for f in real_feats])}
-        parts["fair"] = fair(fake) if fair is not None else torch.zeros((), device=device)
+        parts["fair"] = fair(free) if fair is not None else torch.zeros((), device=device)
         g_loss = (cfg.lambda_pix * (1 - k) * parts["pix"] + cfg.lambda_adv * parts["adv"]
                   + cfg.lambda_feat * parts["feat"] + cfg.lambda_fair * parts["fair"])
         if _finite(g_loss):
