@@ -55,6 +55,8 @@ def gan_trained(tmp_path_factory, ray_local, synth_90_10):
     from fairray.train import gan
 
     out = tmp_path_factory.mktemp("gan")
-    cfg = GanConfig(dataset=str(synth_90_10), name="fixture", width=16, z_dim=32, batch_size=32, kimg=6,
-                    tick_kimg=2, snapshot_ticks=3, reweight="none")
+    # 12 kimg: the shortest run whose samples attrclf reads as both genders and both Smiling values (6 kimg made
+    # one gender and no smiles, which the latent-debiasing and DiGA tests cannot fit hyperplanes to)
+    cfg = GanConfig(dataset=str(synth_90_10), name="fixture", width=16, z_dim=32, batch_size=32, kimg=12,
+                    tick_kimg=4, snapshot_ticks=3, reweight="none")
     return gan.fit(cfg, synth_90_10, out)
