@@ -348,7 +348,7 @@ REQUIRES = {"attrclf": [], "label": ["attrclf"], "balance": ["label"], "reweight
 
 
 def run_demo(cfg: DemoConfig, out: Path, say: Callable[[str], None] = print) -> DemoResult:
-    out = Path(out)
+    out = Path(out).resolve()  # Tune trials and Train workers run in other working directories
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(dump_config(cfg))
     steps = ["data"] + [s for s in cfg.steps if s != "data"]

@@ -29,6 +29,14 @@ def test_demo_end_to_end_logs_runs_and_writes_report(tmp_path):
     assert float(shown) == round(biased["fairness_discrepancy_gender_exact"], 3)
 
 
+def test_relative_out_is_made_absolute(tmp_path, monkeypatch):
+    # Tune trials and Train workers run in other working directories: every path the demo hands them is absolute
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["demo", "--set", "steps=[data]", "--set", "synth.n=100", "--out", "rel"])
+    assert res.exit_code == 0, res.output
+    assert str(tmp_path / "rel" / "report.html") in res.output.replace("\n", "")
+
+
 def test_dead_tracking_server_does_not_stop_the_demo(tmp_path, monkeypatch):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
