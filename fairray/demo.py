@@ -306,6 +306,7 @@ def stage_classifier(c: Ctx) -> None:
     latents come from the reweighted GAN: both genders are well represented in its latent space, so the protected
     hyperplane is fit on balanced hallucinated labels."""
     from fairray.debias import latent
+    from fairray.metrics.downstream import metric_name
     from fairray.train import classifier
 
     cfg = c.cfg.classifier.model_copy(update={"generator": str(c.paths["gan-fair"]),
@@ -322,9 +323,8 @@ def stage_classifier(c: Ctx) -> None:
         skipped = ""
     except FairrayError as e:  # e.g. a generator too young to make both groups: report it, keep the baseline
         deb, skipped = {}, f" Latent debiasing did not run: {e}."
-    keys = {"accuracy": "acc", "worst-group accuracy": "worst_group_acc", "DEO": f"deo_{t}_{g}",
-            "DP gap": f"dp_gap_{t}_{g}", "EO gap": f"eo_gap_{t}_{g}"}
-    keys = {label: next((k for k in (key, f"{key}_{t}_{g}") if k in base), key) for label, key in keys.items()}
+    keys = {label: metric_name(m, t, g) for label, m in (("accuracy", "acc"), ("worst-group accuracy", "worst_group_acc"),
+                                                         ("DEO", "deo"), ("DP gap", "dp_gap"), ("EO gap", "eo_gap"))}
     rows = {"baseline": base} | ({"latent debiasing": deb} if deb else {})
     table = pd.DataFrame({n: {lab: m.get(k) for lab, k in keys.items()} for n, m in rows.items()}).T
     c.result.metrics["classifier-baseline"], c.result.metrics["classifier-latent"] = base, deb

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fairray.errors import FairrayError
 from fairray.labelers.base import Labeler
 
 FORMS = "attrclf:DIR, fairface:FILE[:race4], clip:MODEL_NAME:WEIGHTS_FILE"
+
+
+def absolute_spec(spec: str | None) -> str | None:
+    """attrclf:relative/dir -> attrclf:/absolute/dir (Train workers may run in another cwd)."""
+    if spec is None:
+        return None
+    kind, _, rest = spec.partition(":")
+    return f"{kind}:{Path(rest).resolve()}" if kind in ("attrclf", "fairface") and Path(rest.split(":")[0]).exists(
+    ) else spec
 
 
 def load_labeler(spec: str, device: str = "cpu") -> Labeler:

@@ -41,6 +41,7 @@ from torch import nn
 from fairray.config import DistillConfig, GanConfig, LabelConfig
 from fairray.data.table import decode_images, read_table
 from fairray.errors import FairrayError
+from fairray.labelers.registry import absolute_spec
 from fairray.ray_env import (
     fit_torch,
     init_ray,
@@ -325,19 +326,10 @@ def fit(cfg: DistillConfig, pairs: Path, selection: Path, out: Path, width: int,
     """Run (or continue) the Ray Train job cfg.name under <out>/ray_results; returns the last checkpoint dir."""
     storage = (Path(out) / "ray_results").resolve()
     return fit_torch(train_loop, {"cfg": cfg.model_dump(mode="json"), "teacher": str(Path(cfg.teacher).resolve()),
-                                  "labeler": _resolved_spec(cfg.labeler), "pairs": str(Path(pairs).resolve()),
+                                  "labeler": absolute_spec(cfg.labeler), "pairs": str(Path(pairs).resolve()),
                                   "selection": str(Path(selection).resolve()), "width": width,
                                   "run_dir": str(storage / cfg.name), "tracking": tracking},
                      cfg.ray, cfg.name, storage, keep=cfg.keep, what="distillation")
-
-
-def _resolved_spec(spec: str | None) -> str | None:
-    """attrclf:relative/dir -> attrclf:/absolute/dir (Train workers may run in another cwd)."""
-    if spec is None:
-        return None
-    kind, _, rest = spec.partition(":")
-    return f"{kind}:{Path(rest).resolve()}" if kind in ("attrclf", "fairface") and Path(rest.split(":")[0]).exists(
-    ) else spec
 
 
 def load_student(checkpoint: Path, ema: bool = True) -> tuple[nn.Module, dict]:
@@ -496,7 +488,7 @@ def run(cfg: DistillConfig, out: Path, progress: bool = True) -> dict:
     check(cfg, labeler)
     if cfg.lambda_fair > 0:
         fairness_loss(labeler, cfg.fair_by or cfg.balance_by, cfg.fair_target, cfg.fair_loss)  # fail fast
-    cfg = cfg.model_copy(update={"labeler": _resolved_spec(cfg.labeler)})
+    cfg = cfg.model_copy(update={"labeler": absolute_spec(cfg.labeler)})
     T, tcfg = load_generator(Path(cfg.teacher))
     width = student_width(cfg, T, tcfg)
     tracker = Tracker(out, cfg.tracking.experiment, cfg.tracking.uri, cfg.tracking.enabled)

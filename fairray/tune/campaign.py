@@ -141,9 +141,9 @@ def prepare(trainable: Trainable, space: Space, cfg: TuneCampaignConfig, base: A
                                             report_attributes=list(base.eval_attributes)), path)
         datasets[data_key({"perc": perc, "clip_quantile": clip})] = str(path.resolve())
         paths.append(path)
-    from fairray.train.distill import _resolved_spec
+    from fairray.labelers.registry import absolute_spec
 
-    labeler = _resolved_spec(cfg.labeler)  # trials run in their own working directories
+    labeler = absolute_spec(cfg.labeler)  # trials run in their own working directories
     if labeler is None:
         from fairray.train import attrclf
 
