@@ -157,7 +157,7 @@ def test_campaign_survives_driver_sigkill(tmp_path):
     deadline = time.time() + 240
     try:
         while time.time() < deadline:
-            # the driver's own status file: written after Tune's snapshot of the same step
+            # the driver's status file: each trial as Tune's snapshot in storage has it (what a restore reads)
             st = json.loads(status.read_text()) if status.is_file() else {}
             done = [t for t, v in st.items() if v["status"] == "TERMINATED"]
             mid = [t for t, v in st.items() if v["status"] == "RUNNING" and v["checkpoint"] and v["iteration"] < 5]

@@ -243,7 +243,7 @@ def run_campaign(space: Space, cfg: TuneCampaignConfig, out: Path, config_path: 
                                             time_budget_s=space.spec.budget.time_budget_s),
                 # num_to_keep=1: Tune snapshots the experiment after every trial checkpoint (a restore loses nothing)
                 run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=1,
-                                          callbacks=[status_callback(out / f"{name}.status.json")],
+                                          callbacks=[status_callback(out / f"{name}.status.json", exp_path)],
                                           checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                                           failure_config=tune.FailureConfig(max_failures=1)))
         say(f"{space.n_trials()} trial(s), up to {n_conc} at a time; MLflow parent run {parent.run_id}")
@@ -255,19 +255,48 @@ def run_campaign(space: Space, cfg: TuneCampaignConfig, out: Path, config_path: 
     return result
 
 
-def status_callback(path: Path):
-    """A Tune callback that keeps <out>/<name>.status.json current: each trial's status, iteration and latest
-    checkpoint. It runs at the end of the driver's step, after Tune's experiment snapshot of that step, so what it
-    shows is what a restore would continue from (and a job monitor can read it without Ray)."""
+def status_callback(path: Path, exp_path: Path):
+    """A Tune callback that keeps <out>/<name>.status.json current with what a restore would continue from.
+
+    Tune saves its experiment snapshot to a staging directory and copies it to storage in a background thread, so
+    the driver's in-memory trials run ahead of what survives a SIGKILL. Each trial's `status`, `iteration` and
+    `checkpoint` here are read from the newest snapshot *in storage* (`experiment_state-*.json`, the file
+    `Tuner.restore` reads); `live_status` and `live_iteration` are the driver's current view. A job monitor can
+    read the file without Ray."""
     from ray.tune import Callback
+
+    def persisted() -> dict[str, dict] | None:
+        files = sorted(exp_path.glob("experiment_state-*.json"), key=lambda f: f.stat().st_mtime)
+        if not files:
+            return {}
+        try:
+            snap = json.loads(files[-1].read_text())
+        except (OSError, ValueError):  # caught mid-copy: the next step reads it whole
+            return None
+        res = {}
+        for trial_json, meta_json in snap.get("trial_data", []):
+            trial, meta = json.loads(trial_json), json.loads(meta_json)
+            last = meta.get("last_result") or {}
+            res[trial["trial_id"]] = {"status": trial["status"], "iteration": last.get("training_iteration", 0),
+                                      "checkpoint": last.get("checkpoint_dir_name")}
+        return res
 
     class _Status(Callback):
         def __init__(self) -> None:
             self.last: str | None = None
+            self.stamp: tuple | None = None
+            self.saved: dict[str, dict] = {}
 
         def on_step_end(self, iteration: int, trials: list, **info) -> None:
-            state = {t.trial_id: {"status": t.status, "iteration": (t.last_result or {}).get("training_iteration", 0),
-                                  "checkpoint": t.checkpoint.path if t.checkpoint else None} for t in trials}
+            stamp = tuple((f.name, f.stat().st_mtime_ns) for f in exp_path.glob("experiment_state-*.json"))
+            if stamp != self.stamp:  # re-read only when the storage copy changed
+                saved = persisted()
+                if saved is not None:
+                    self.stamp, self.saved = stamp, saved
+            none = {"status": "PENDING", "iteration": 0, "checkpoint": None}
+            state = {t.trial_id: {**self.saved.get(t.trial_id, none), "live_status": t.status,
+                                  "live_iteration": (t.last_result or {}).get("training_iteration", 0)}
+                     for t in trials}
             text = json.dumps(state, sort_keys=True)
             if text != self.last:
                 tmp = path.with_suffix(".tmp")
