@@ -114,3 +114,13 @@ def test_training_config_builds_either_model(model):
     G, D = build_models(cfg)
     x = G(torch.randn(2, 16))
     assert x.shape == (2, 3, 32, 32) and D(x).shape == (2,)
+
+
+def test_autocast_precision_resolves_per_device():
+    from fairray.ray_env import autocast_kwargs, cpu_has_native_bf16
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert autocast_kwargs(cpu, "fp32")["enabled"] is False
+    assert autocast_kwargs(cpu, "bf16") == {"device_type": "cpu", "dtype": torch.bfloat16, "enabled": True}
+    assert autocast_kwargs(cuda, "auto")["enabled"] is True  # bf16 on every CUDA device
+    assert autocast_kwargs(cpu, "auto")["enabled"] is cpu_has_native_bf16()  # emulated bf16 is slower than fp32

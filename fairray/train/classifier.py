@@ -28,6 +28,7 @@ from fairray.errors import FairrayError
 from fairray.metrics.downstream import bias_direction, calibrated_threshold, evaluate
 from fairray.models.classifiers import AttributeClassifier, ClassifierConfig
 from fairray.ray_env import (
+    autocast_kwargs,
     fit_torch,
     resolve_device,
     train_worker,
@@ -89,7 +90,7 @@ def fit_loop(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, w: np.ndarray
     g = torch.Generator().manual_seed(cfg.seed * 1009 + rank * 17 + step)
     y_t, w_t = torch.from_numpy(y), torch.from_numpy(w)
     tick_every = max(1, steps // TICKS)
-    amp = dict(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    amp = autocast_kwargs(device, cfg.ray.precision)
     t0, loss_sum, seen = time.perf_counter(), 0.0, 0
     model.train()
     while step < steps:

@@ -43,6 +43,7 @@ from fairray.data.table import decode_images, read_table
 from fairray.errors import FairrayError
 from fairray.labelers.registry import absolute_spec
 from fairray.ray_env import (
+    autocast_kwargs,
     fit_torch,
     init_ray,
     train_worker,
@@ -223,8 +224,8 @@ def train_loop(config: dict) -> None:
     S, FD, tcfg = _models(config, cfg)
     z_all, images, w = load_pairs(Path(config["pairs"]), Path(config["selection"]), rank, world, tcfg.resolution)
     z_all, w_t = torch.from_numpy(z_all), torch.from_numpy(w / w.mean()).float()
-    S.to(device)
-    FD.to(device)
+    S.to(device, memory_format=torch.channels_last)  # as in GAN training (fairray.train.gan)
+    FD.to(device, memory_format=torch.channels_last)
     S_ema = ema_model(S, cfg.ema_decay)
     opt_s = torch.optim.Adam(S.parameters(), lr=cfg.lr_g, betas=cfg.betas)
     opt_d = torch.optim.Adam(FD.parameters(), lr=cfg.lr_d, betas=cfg.betas)
@@ -243,7 +244,7 @@ def train_loop(config: dict) -> None:
     next_tick, tick = (nimg // tick_img + 1) * tick_img, nimg // tick_img
     t_tick, tick_start_img = time.perf_counter(), nimg
     sums: dict[str, float] = {}
-    amp = dict(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    amp = autocast_kwargs(device, cfg.ray.precision)
     B = cfg.batch_size
     while nimg < total:
         idx = torch.multinomial(w_t, B, replacement=True, generator=gen)

@@ -19,6 +19,7 @@ from fairray.config import GanConfig
 from fairray.data.loading import load_split
 from fairray.errors import FairrayError
 from fairray.ray_env import (
+    autocast_kwargs,
     fit_torch,
     train_worker,
 )
@@ -80,8 +81,10 @@ def train_loop(config: dict) -> None:
     w = importance(df.weight.to_numpy(np.float64), cfg.alpha if cfg.reweight != "none" else 0.0)
     w_t = torch.from_numpy(w / w.mean()).float()
     G, D = build_models(cfg)
-    G.to(device)
-    D.to(device)
+    # channels_last: 15-25% more img/s for these convs on the 2-core CPU box (DCGAN 32 px, one thread, measured by
+    # hand), and the layout bf16 convs want on GPU; real batches are NHWC already, so their permute costs no copy
+    G.to(device, memory_format=torch.channels_last)
+    D.to(device, memory_format=torch.channels_last)
     G_ema = ema_model(G, cfg.ema_decay)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
@@ -98,7 +101,7 @@ def train_loop(config: dict) -> None:
     next_tick = (nimg // tick_img + 1) * tick_img
     tick = nimg // tick_img
     t_tick, tick_start_img = time.perf_counter(), nimg
-    amp = dict(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    amp = autocast_kwargs(device, cfg.ray.precision)
     while nimg < total:
         if cfg.reweight == "sample":
             idx = torch.multinomial(w_t, cfg.batch_size, replacement=True, generator=gen)
