@@ -62,15 +62,17 @@ def main() -> None:
     ap.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
                     help="fairray's training autocast (auto: bf16 on CPUs with native bf16); the plain loop runs at "
                          "fp32 and at the resolved precision")
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                    help="torch threads of the plain loop and CPUs of the Ray Train worker (the demo's GAN trials: 1)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/gan_throughput.json"))
     args = ap.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
+    torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as d:
         data = Path(d) / "data"
         synth_dataset.build(SynthConfig(n=5000, perc=0, val_frac=0, test_frac=0), data, progress=False)
         cfg = GanConfig(dataset=str(data), width=args.width, batch_size=args.batch, kimg=args.kimg,
                         tick_kimg=args.kimg / 4, snapshot_ticks=4, name="bench",
-                        ray={"precision": args.precision})
+                        ray={"precision": args.precision, "cpus_per_worker": args.threads})
         precision = "bf16" if autocast_kwargs(torch.device("cpu"), args.precision)["enabled"] else "fp32"
         images, _ = load_split(data, "train", [], size=cfg.resolution)
         plain_fp32 = plain_loop(images, cfg, int(args.kimg * 1000), "fp32")

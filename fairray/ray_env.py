@@ -111,7 +111,8 @@ def cpu_has_native_bf16() -> bool:
 
 def autocast_kwargs(device: torch.device, precision: str = "auto") -> dict:
     """torch.autocast arguments for a training step. auto = bf16 on CUDA, and on CPUs with native bf16, where the
-    DCGAN-32 step runs 1.5x the fp32 img/s (`benchmarks/gan_throughput.py --precision`); fp32 elsewhere."""
+    DCGAN-32 step at one thread runs 1.6x the fp32 img/s (`benchmarks/gan_throughput.py --threads 1`); fp32
+    elsewhere."""
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" or cpu_has_native_bf16() else "fp32"
     return {"device_type": device.type, "dtype": torch.bfloat16, "enabled": precision == "bf16"}
