@@ -9,6 +9,7 @@ Pareto plot on top, then the logged sections in order, then a generic section fo
 from __future__ import annotations
 
 import json
+import os
 import re
 import tempfile
 from dataclasses import dataclass
@@ -228,6 +229,8 @@ def build(uri: str, out: Path, experiment: str | None = None, title: str = "fair
           subtitle: str | None = None, run_id: str | None = None) -> Path:
     """Write a self-contained report.html from every run in the store (or one experiment of it, or the tree
     of one top-level run)."""
+    # dozens of small artifacts are read back; MLflow's bar per download is noise in the command's output
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     store = open_store(uri, experiment)
     if run_id is not None:
         store.runs = store.runs[store.runs.id.isin(_roots(store.runs).get(run_id, [run_id]))]
