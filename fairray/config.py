@@ -240,7 +240,7 @@ class TuneCampaignConfig(Cfg):
                                                                   "over the space's `fixed` (e.g. base.kimg=48)")
     dataset: str | None = Field(None, description="canonical dataset (biased + reference rows); default: render "
                                                   "`synth` once per searched perc")
-    synth: SynthConfig = Field(default_factory=lambda: SynthConfig(n=8_000, perc=0.25))
+    synth: SynthConfig = Field(default_factory=lambda: SynthConfig(n=6_000, perc=0.25))
     ratio_epochs: int = Field(4, ge=1, description="density-ratio classifier epochs (GAN campaigns with weights)")
     labeler: str | None = Field(None, description="generator fairness labeler (attrclf:DIR); default: train `attrclf`")
     attrclf: AttrClfConfig = Field(default_factory=lambda: AttrClfConfig(
@@ -294,7 +294,8 @@ class DistillConfig(Cfg):
     tick_kimg: float = Field(2.0, gt=0)
     snapshot_ticks: int = Field(5, ge=1)
     keep: int = Field(2, ge=1)
-    ema_decay: float = Field(0.99, ge=0, lt=1, description="EMA of the student (the one evaluated); keep 1/(1 - decay) well under the run's steps, or the EMA is still mostly the first weights")
+    ema_decay: float = Field(0.99, ge=0, lt=1, description="EMA of the student (the one evaluated); keep "
+                             "1/(1 - decay) well under the run's steps, or the EMA is still mostly the first weights")
     eval_n: int = Field(2_000, ge=100, description="samples of teacher and student scored (names say it: _2k)")
     eval_seed: int = Field(7, description="latent seed shared by teacher and student in evaluation")
     eval_attributes: list[str] = Field(default_factory=lambda: ["gender"], description="fairness measured on")

@@ -29,8 +29,8 @@ from fairray.tracking import RunHandle, Tracker
 
 SHOWN_ATTRIBUTES = ["gender", "tone4", "Young", "Smiling", "Eyeglasses", "hair"]
 # Expected seconds per stage on a 2-core machine with default settings: drives the "time left" estimate.
-BUDGET = {"data": 5, "attrclf": 57, "label": 24, "balance": 6, "reweight": 1, "gan": 117, "distill": 44,
-          "classifier": 24, "report": 1}  # reweight runs beside attrclf -> label -> balance (BACKGROUND)
+BUDGET = {"data": 6, "attrclf": 50, "label": 20, "balance": 6, "reweight": 1, "gan": 93, "distill": 45,
+          "classifier": 17, "report": 1}  # reweight runs beside attrclf -> label -> balance (BACKGROUND)
 
 
 @dataclass

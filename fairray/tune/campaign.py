@@ -265,12 +265,9 @@ def status_callback(path: Path, exp_path: Path):
     read the file without Ray."""
     from ray.tune import Callback
 
-    def persisted() -> dict[str, dict] | None:
-        files = sorted(exp_path.glob("experiment_state-*.json"), key=lambda f: f.stat().st_mtime)
-        if not files:
-            return {}
+    def persisted(newest: Path) -> dict[str, dict] | None:
         try:
-            snap = json.loads(files[-1].read_text())
+            snap = json.loads(newest.read_text())
         except (OSError, ValueError):  # caught mid-copy: the next step reads it whole
             return None
         res = {}
@@ -288,9 +285,9 @@ def status_callback(path: Path, exp_path: Path):
             self.saved: dict[str, dict] = {}
 
         def on_step_end(self, iteration: int, trials: list, **info) -> None:
-            stamp = tuple((f.name, f.stat().st_mtime_ns) for f in exp_path.glob("experiment_state-*.json"))
-            if stamp != self.stamp:  # re-read only when the storage copy changed
-                saved = persisted()
+            stamp = tuple(sorted((f.stat().st_mtime_ns, f.name) for f in exp_path.glob("experiment_state-*.json")))
+            if stamp and stamp != self.stamp:  # re-read only when the storage copy changed
+                saved = persisted(exp_path / stamp[-1][1])
                 if saved is not None:
                     self.stamp, self.saved = stamp, saved
             none = {"status": "PENDING", "iteration": 0, "checkpoint": None}
