@@ -386,6 +386,14 @@ def facegen(config: ConfigOpt = None, set_: SetOpt = None, dry_run: DryRunOpt = 
         for cell, r in t.iterrows():
             table.add_row(cell, f"{r.training:.3f}", f"{r.generated:.3f}", f"{r.shift_pts:+.1f}")
         out_console.print(table)
+    if len(m["snapshots"]) > 1:
+        attrs = list(m["snapshots"][0]["max_abs_shift_pts"])
+        table = Table("snapshot kimg", "faces", *attrs, title="largest shift (pts) per snapshot; the tables above pool "
+                      "them")
+        for snap in m["snapshots"]:
+            table.add_row(f"{snap['kimg']:.0f}", str(snap["n"]),
+                          *(f"{snap['max_abs_shift_pts'][a]:.1f}" for a in attrs))
+        out_console.print(table)
     out_console.print(f"charts: {out / 'facegen_shares.png'}  {out / 'facegen_skin_tone.png'}; "
                       f"numbers: {out / 'facegen.json'}")
 

@@ -330,6 +330,9 @@ class FacegenConfig(Cfg):
         synth=SynthConfig(n=5_000, bias="none", perc=0.0, seed=1), epochs=3, blocks=[1, 1, 1, 1]))
     n: int = Field(2_000, ge=10, description="generated faces")
     seed: int = Field(0, description="latent seed of the generated faces")
+    snapshots: int = Field(1, ge=1, description="draw the n faces evenly from the run's last k checkpoints (same "
+                                                "latents): one DCGAN snapshot's shares swing by 0.1-0.2 between "
+                                                "checkpoints, the pool reads what the run learned")
     attributes: list[str] = Field(default_factory=lambda: ["gender", "age9", "Young", "skin_tone10", "tone4"],
                                   description="reported attributes (heads the labeler lacks are skipped)")
     intersections: list[list[str]] = Field(default_factory=lambda: [["gender", "tone4"], ["gender", "Young"]])

@@ -105,6 +105,19 @@ def _generator(cfg: FacegenConfig, dataset: Path, out: Path, tracker, parent) ->
         return gan.fit(gcfg, dataset, out, tracking)
 
 
+def _snapshots(ckpt: Path, k: int) -> list[Path]:
+    """The last k complete checkpoints of the run that ended with `ckpt`, oldest first."""
+    from fairray.train.checkpoint import is_complete
+
+    if k == 1:
+        return [ckpt]
+    found = sorted(p for p in ckpt.parent.glob("checkpoint_*") if p.name <= ckpt.name and is_complete(p))
+    if len(found) < k:
+        raise FairrayError(f"snapshots={k} needs {k} checkpoints of the run, {ckpt.parent} holds {len(found)}: train "
+                           f"with --set gan.keep={k} and a gan.snapshot_ticks that writes {k} snapshots by gan.kimg")
+    return found[-k:]
+
+
 def _labeled(dataset: Path, labeler: str, out: Path, ray_cfg) -> pd.DataFrame:
     from fairray.data.pipeline import label
 
@@ -120,6 +133,7 @@ def run(cfg: FacegenConfig, out: Path) -> dict:
     from fairray.ray_env import init_ray
     from fairray.report import fig_png
     from fairray.tracking import Tracker
+    from fairray.train.checkpoint import load_state
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -135,12 +149,21 @@ def run(cfg: FacegenConfig, out: Path) -> dict:
     with tracker.run("facegen", tags={"fairray.command": "facegen"}) as parent:
         parent.log_params({"n": cfg.n, "labeler": labeler, "dataset": str(dataset), "attributes": attrs})
         ckpt = _generator(cfg, dataset, out, tracker, parent)
-        generate(ckpt, cfg.n, out / "generated", seed=cfg.seed, device=cfg.gan.ray.device,
-                 address=cfg.gan.ray.address)
         train = _labeled(dataset, labeler, out / "training_labeled", cfg.gan.ray)
         train = train[train.error.isna() & (train.split == "train")]
-        gen = _labeled(out / "generated", labeler, out / "generated_labeled", cfg.gan.ray)
-        gen = gen[gen.error.isna()]
+        snaps = _snapshots(ckpt, cfg.snapshots)
+        parts, per_snapshot = [], []
+        for snap, n in zip(snaps, np.diff(np.linspace(0, cfg.n, len(snaps) + 1).round().astype(int)), strict=True):
+            where = out if len(snaps) == 1 else out / "snapshots" / snap.name
+            generate(snap, int(n), where / "generated", seed=cfg.seed, device=cfg.gan.ray.device,
+                     address=cfg.gan.ray.address)
+            gen = _labeled(where / "generated", labeler, where / "generated_labeled", cfg.gan.ray)
+            parts.append(gen[gen.error.isna()])
+            state = load_state(snap) or {}
+            per_snapshot.append({"checkpoint": str(snap), "kimg": state.get("nimg", float("nan")) / 1000, "n": int(n),
+                                 "max_abs_shift_pts": {
+                k: float(t.shift_pts.abs().max()) for k, t in shift_tables(train, parts[-1], attrs, []).items()}})
+        gen = pd.concat(parts, ignore_index=True)
         tables = shift_tables(train, gen, attrs, inter)
         metrics: dict[str, float] = {"n_training": float(len(train)), "n_generated": float(len(gen))}
         for name, t in tables.items():
@@ -161,11 +184,11 @@ def run(cfg: FacegenConfig, out: Path) -> dict:
         tone = next((a for a in ("skin_tone10", "tone4") if a in tables), None)
         if tone:
             fig_png(double_bars({tone: tables[tone]}, f"skin tone: {title}"), out / "facegen_skin_tone.png")
-        report = {"metrics": metrics, "checkpoint": str(ckpt), "labeler": labeler,
+        report = {"metrics": metrics, "checkpoint": str(ckpt), "labeler": labeler, "snapshots": per_snapshot,
                   "tables": {k: v.reset_index(names="cell").to_dict("records") for k, v in tables.items()}}
         (out / "facegen.json").write_text(json.dumps(report, indent=2, default=float))
         parent.log_metrics(metrics)
         for f in ("facegen_shares.png", "facegen_intersections.png", "facegen_skin_tone.png", "facegen.json"):
             if (out / f).is_file():
                 parent.log_artifact(out / f, "facegen")
-    return metrics | {"checkpoint": str(ckpt), "tables": tables}
+    return metrics | {"checkpoint": str(ckpt), "tables": tables, "snapshots": per_snapshot}

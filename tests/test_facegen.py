@@ -1,6 +1,7 @@
 """FairFace-Generator workflow: shift tables and divergences by hand; a tiny run end to end through the CLI."""
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -50,3 +51,22 @@ def test_facegen_end_to_end(tmp_path, ray_local, attrclf_trained, synth_90_10, g
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "facegen.json").read_text())["metrics"] == pytest.approx(m, nan_ok=True)
+
+
+    # pooled snapshots: two checkpoints of one "run" (copies of the session GAN, so both halves of the pool must
+    # read the same); the same --out reuses the labelled training side
+    run = tmp_path / "run"
+    for name in ("checkpoint_2026-01-01_00-00-00.000000", "checkpoint_2026-01-01_00-00-09.000000"):
+        shutil.copytree(gan_trained, run / name)
+    pooled = [*args[:6], f"generator={run / name}", *args[7:], "--set", "n=301", "--set", "snapshots=2"]
+    res = CliRunner().invoke(app, pooled)
+    assert res.exit_code == 0, res.output
+    assert "largest shift (pts) per snapshot" in res.output
+    report = json.loads((tmp_path / "facegen.json").read_text())
+    snaps = report["snapshots"]
+    assert [s["n"] for s in snaps] == [150, 151] and [s["checkpoint"] for s in snaps] == sorted(map(str, run.iterdir()))
+    assert sum(pd.DataFrame(report["tables"]["gender"]).generated_n) == 301 == report["metrics"]["n_generated"]
+    # same weights, same latents: the two snapshots' readings agree up to the one extra face
+    assert abs(snaps[0]["max_abs_shift_pts"]["gender"] - snaps[1]["max_abs_shift_pts"]["gender"]) < 2.0
+    res = CliRunner().invoke(app, [*pooled[:-1], "snapshots=3"])
+    assert res.exit_code == 2 and "gan.keep=3" in res.output and "Traceback" not in res.output
