@@ -107,15 +107,15 @@ def _generator(cfg: FacegenConfig, dataset: Path, out: Path, tracker, parent) ->
 
 def _snapshots(ckpt: Path, k: int) -> list[Path]:
     """The last k complete checkpoints of the run that ended with `ckpt`, oldest first."""
-    from fairray.train.checkpoint import is_complete
+    from fairray.train.checkpoint import complete_checkpoints
 
     if k == 1:
         return [ckpt]
-    found = sorted(p for p in ckpt.parent.glob("checkpoint_*") if p.name <= ckpt.name and is_complete(p))
+    found = complete_checkpoints(ckpt.parent, k, until=ckpt)
     if len(found) < k:
         raise FairrayError(f"snapshots={k} needs {k} checkpoints of the run, {ckpt.parent} holds {len(found)}: train "
                            f"with --set gan.keep={k} and a gan.snapshot_ticks that writes {k} snapshots by gan.kimg")
-    return found[-k:]
+    return found
 
 
 def _labeled(dataset: Path, labeler: str, out: Path, ray_cfg) -> pd.DataFrame:

@@ -52,7 +52,6 @@ def test_facegen_end_to_end(tmp_path, ray_local, attrclf_trained, synth_90_10, g
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "facegen.json").read_text())["metrics"] == pytest.approx(m, nan_ok=True)
 
-
     # pooled snapshots: two checkpoints of one "run" (copies of the session GAN, so both halves of the pool must
     # read the same); the same --out reuses the labelled training side
     run = tmp_path / "run"

@@ -7,6 +7,7 @@ to the newest complete checkpoint instead.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import random
 from pathlib import Path
@@ -50,11 +51,19 @@ def load_state(directory: Path) -> dict[str, Any] | None:
     return torch.load(Path(directory) / STATE, map_location="cpu", weights_only=False)
 
 
+def complete_checkpoints(run_dir: Path, k: int, until: Path | None = None) -> list[Path]:
+    """The newest k complete `checkpoint_*` directories of a Ray Train run (none newer than `until`), oldest first.
+    Ray names them by time, so name order is age order; only as many as needed are hashed."""
+    run_dir = Path(run_dir)
+    dirs = sorted(run_dir.glob("checkpoint_*"), key=lambda p: p.name, reverse=True) if run_dir.is_dir() else []
+    if until is not None:
+        dirs = [d for d in dirs if d.name <= Path(until).name]
+    return list(itertools.islice((d for d in dirs if is_complete(d)), k))[::-1]
+
+
 def newest_complete(run_dir: Path) -> Path | None:
     """The newest complete `checkpoint_*` directory of a Ray Train run, if any."""
-    dirs = sorted(Path(run_dir).glob("checkpoint_*"), key=lambda p: p.name, reverse=True) if Path(
-        run_dir).is_dir() else []
-    return next((d for d in dirs if is_complete(d)), None)
+    return next(iter(complete_checkpoints(run_dir, 1)), None)
 
 
 def rng_state() -> dict[str, Any]:
