@@ -20,6 +20,7 @@ from pathlib import Path
 from fairray.config import DistillConfig, GanConfig, SynthConfig, TrackingConfig, experiment_attrclf
 from fairray.data import synth_dataset
 from fairray.metrics.generated import count_tag
+from fairray.stage import RunContext
 from fairray.train import attrclf, distill, gan
 
 RESULTS = Path(__file__).parent / "results"
@@ -43,7 +44,7 @@ def main() -> None:
     labeler = args.labeler
     if labeler is None:
         if not (out / "attrclf" / "attrclf" / "metrics.json").is_file():
-            attrclf.run(experiment_attrclf(), out / "attrclf", progress=False)
+            attrclf.run(experiment_attrclf(), out / "attrclf", RunContext(progress=False))
         labeler = f"attrclf:{(out / 'attrclf' / 'attrclf').resolve()}"
     reference = args.reference
     if reference is None:
@@ -58,7 +59,7 @@ def main() -> None:
     cfg = DistillConfig(teacher=teacher, labeler=labeler, reference=reference, n_pairs=args.n_pairs, kimg=args.kimg,
                         lambda_fair=args.lambda_fair, eval_n=args.eval_n, name="student",
                         tracking=TrackingConfig(experiment="fairray-distill-effect"))
-    m = distill.run(cfg, out / "distill", progress=False)
+    m = distill.run(cfg, out / "distill", RunContext(progress=False))
     tag = count_tag(args.eval_n)
     s_share, t_share = m[f"share_gender_1_{tag}"], m[f"teacher_share_gender_1_{tag}"]
     s_fd, t_fd = m[f"fd_attrclf_{tag}"], m[f"teacher_fd_attrclf_{tag}"]

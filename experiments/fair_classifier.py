@@ -37,6 +37,7 @@ from fairray.debias import directions, latent
 from fairray.labelers.registry import load_labeler
 from fairray.metrics.downstream import metric_name
 from fairray.ray_env import init_ray
+from fairray.stage import RunContext
 from fairray.train import attrclf, classifier, gan
 
 RESULTS = Path(__file__).parent / "results"
@@ -117,7 +118,7 @@ def main() -> None:
     labeler = args.labeler
     if labeler is None:
         if not (out / "attrclf" / "attrclf" / "model.pt").is_file():
-            attrclf.run(experiment_attrclf(), out / "attrclf", progress=False)
+            attrclf.run(experiment_attrclf(), out / "attrclf", RunContext(progress=False))
         labeler = f"attrclf:{out / 'attrclf' / 'attrclf'}"
     timings["attrclf"] = time.perf_counter() - t0
     generator = args.generator
@@ -162,7 +163,8 @@ def main() -> None:
             for method in METHODS:
                 t_run = time.perf_counter()
                 if method == "baseline":
-                    m = classifier.run(cs, pdir / f"baseline-seed{seed}", name=f"baseline-seed{seed}")
+                    m = classifier.run(cs, pdir / f"baseline-seed{seed}", RunContext(name=f"baseline-seed{seed}",
+                                                                                      progress=False))
                 elif method == "latent":
                     m = latent.run(LatentDebiasConfig(classifier=cs, labeler=labeler, generator=generator,
                                                       n_svm=5000, n_pairs=args.pairs_n, seed=seed), pdir)

@@ -28,14 +28,16 @@ import numpy as np
 from fairray.config import GanConfig, ReweightConfig, SynthConfig, experiment_attrclf
 from fairray.data import synth_dataset
 from fairray.data.loading import load_split
+from fairray.data.reference import reference_images
 from fairray.data.table import read_manifest
 from fairray.debias import reweight
 from fairray.labelers.attrclf import AttrClfLabeler
 from fairray.labelers.base import hard_labels
 from fairray.metrics.fairness import fairness_discrepancy
-from fairray.metrics.generated import count_tag, evaluate_samples, sample
+from fairray.metrics.generated import count_tag, evaluate_samples
+from fairray.models.generator_io import load_generator, sample
+from fairray.stage import RunContext
 from fairray.train import attrclf, gan
-from fairray.train.gan import reference_images
 
 RESULTS = Path(__file__).parent / "results"
 MODES = ("none", "weight", "sample")
@@ -88,7 +90,7 @@ def main() -> None:
 
     clf_dir = out / "attrclf"
     if not (clf_dir / "attrclf" / "metrics.json").is_file():
-        attrclf.run(experiment_attrclf(), clf_dir, progress=False)
+        attrclf.run(experiment_attrclf(), clf_dir, RunContext(progress=False))
     clf_metrics = json.loads((clf_dir / "attrclf" / "metrics.json").read_text())
     labeler = AttrClfLabeler(clf_dir / "attrclf")
     report: dict = {"config": vars(args) | {"out": str(out), "results": os.path.relpath(args.results, Path(__file__).parents[1])},
@@ -128,7 +130,7 @@ def main() -> None:
                                                   "kimg": args.kimg, "eval_attributes": ["gender"]})
                 t_run = time.perf_counter()
                 ckpt = gan.fit(cfg, wdir, out / "gans")
-                G, _ = gan.load_generator(ckpt)
+                G, _ = load_generator(ckpt)
                 images, _ = sample(G, args.eval_n, cfg.z_dim, seed=7)
                 m = evaluate_samples(images, labeler, ["gender"], reference=ref)
                 p = measured(images, labeler, attrs)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fairray.config import FairClassifierConfig, GanConfig
 from fairray.errors import FairrayError
 from fairray.tracking import PARENT_TAG
 
@@ -26,8 +27,8 @@ INTERVAL = ("_lo", "_hi", "_std", "_sd")
 FALLBACKS = [((r"^fairness_discrepancy_[A-Za-z0-9]+_\w+$", "min"), (r"^fd_attrclf_\w+$", "min")),
              ((r"^eo_gap$", "min"), (r"^acc$", "max"))]
 # a single run's reproducing command: its fairray.command tag -> (CLI, config class)
-COMMANDS = {"train-gan": ("fairray train-gan", "fairray.config:GanConfig"),
-            "train-classifier": ("fairray train-classifier", "fairray.config:FairClassifierConfig")}
+COMMANDS = {"train-gan": ("fairray train-gan", GanConfig),
+            "train-classifier": ("fairray train-classifier", FairClassifierConfig)}
 
 
 @dataclass
@@ -94,11 +95,9 @@ def reproduce(row: pd.Series) -> str:
         return tags["fairray.reproduce"]
     command = tags.get("fairray.command")
     if command in COMMANDS:
-        cli, cls_path = COMMANDS[command]
-        from fairray.tune.trainables import import_path
-
+        cli, cls = COMMANDS[command]
         try:
-            defaults = _flat(import_path(cls_path, cli)().model_dump(mode="json"))
+            defaults = _flat(cls().model_dump(mode="json"))
         except Exception:  # a config with required fields: keep every param
             defaults = {}
         sets = [f"{k}={v}" for k, v in sorted(params.items()) if k in defaults and str(defaults[k]) != v]

@@ -18,13 +18,15 @@ import pandas as pd
 from fairray.config import BalanceConfig, DemoConfig, LabelConfig, ReweightConfig, dump_config
 from fairray.data import synth_dataset
 from fairray.data.attributes import attribute_values
+from fairray.data.decode import decode_column
 from fairray.data.summary import share_tables, value_counts
-from fairray.data.table import decode_images, read_table
+from fairray.data.table import read_table
 from fairray.errors import FairrayError
 from fairray.metrics.fairness import fairness_discrepancy, kl_to_uniform
 from fairray.report import Section, fig_png, grid_figure, shares_figure, write_html
 from fairray.report_runs import build as build_report
 from fairray.report_runs import log_section
+from fairray.stage import RunContext
 from fairray.tracking import RunHandle, Tracker
 
 SHOWN_ATTRIBUTES = ["gender", "tone4", "Young", "Smiling", "Eyeglasses", "hair"]
@@ -100,7 +102,7 @@ def stage_data(c: Ctx) -> None:
     grids = []
     for subset in ("biased", "reference"):
         blobs = train[train.subset == subset].image.iloc[:n]
-        png = fig_png(grid_figure(decode_images(blobs), cfg.grid_size, f"{subset} set (first {n})"),
+        png = fig_png(grid_figure(decode_column(blobs)[0], cfg.grid_size, f"{subset} set (first {n})"),
                       out / f"grid_{subset}.png")
         grids.append((f"{subset}: first {n} training images", png))
         c.parent.log_artifact(out / f"grid_{subset}.png", "grids")
@@ -123,7 +125,7 @@ def stage_attrclf(c: Ctx) -> None:
     from fairray.train import attrclf
 
     cfg = c.cfg.attrclf
-    metrics = attrclf.run(cfg, c.out / "attrclf_run", progress=False, tracker=c.tracker, parent=c.parent)
+    metrics = attrclf.run(cfg, c.out / "attrclf_run", RunContext(tracker=c.tracker, parent=c.parent, progress=False))
     c.paths["attrclf"] = c.out / "attrclf_run" / "attrclf"
     c.result.metrics["attrclf"] = metrics
     table = pd.DataFrame({h: {"test accuracy": metrics[f"acc_{h}_test"], "ECE": metrics[f"ece_{h}_test"]}
@@ -227,9 +229,9 @@ def _share_of_cpus(trials: int, trial_cpus: float) -> float:
 def stage_gan(c: Ctx) -> None:
     """Unweighted vs reweighted GANs as one Ray Tune grid over alpha (alpha 0 is the unweighted GAN)."""
     from fairray.config import TuneCampaignConfig
-    from fairray.metrics.generated import count_tag, sample
+    from fairray.metrics.generated import count_tag
+    from fairray.models.generator_io import load_generator, sample
     from fairray.report_runs import pareto_figure
-    from fairray.train.gan import load_generator
     from fairray.tune.campaign import run_campaign
     from fairray.tune.spaces import load_space
 
@@ -297,7 +299,8 @@ def stage_distill(c: Ctx) -> None:
         "reference": str(c.paths["data"]), "tracking": c.cfg.tracking.model_copy(update={"enabled": False})})
     with c.tracker.run("distill", parent=c.parent, tags={"fairray.stage": "distill"}) as run:
         run.log_params(cfg.model_dump(mode="json"))
-        m = {k: v for k, v in distill.run(cfg, c.out / "distill", progress=False).items() if isinstance(v, float)}
+        m = {k: v for k, v in distill.run(cfg, c.out / "distill", RunContext(progress=False)).items()
+             if isinstance(v, float)}
         run.log_metrics(m)
         c.result.metrics["distill"] = m
         tag = count_tag(cfg.eval_n)
@@ -331,11 +334,12 @@ def stage_classifier(c: Ctx) -> None:
     out = c.out / "classifier"
     dataset = classifier.dataset_path(clf, out)
     clf = clf.model_copy(update={"dataset": str(dataset)})
-    base = classifier.run(clf, out, name="classifier-baseline", tracker=c.tracker, parent=c.parent,
-                          tags={"fairray.method": "baseline"})
+    base = classifier.run(clf, out, RunContext(tracker=c.tracker, parent=c.parent, name="classifier-baseline",
+                                               tags={"fairray.method": "baseline"}, progress=False))
     t, g = clf.target, clf.protected
     try:
-        deb = latent.run(cfg.model_copy(update={"classifier": clf}), out, tracker=c.tracker, parent=c.parent)
+        deb = latent.run(cfg.model_copy(update={"classifier": clf}), out,
+                         RunContext(tracker=c.tracker, parent=c.parent, progress=False))
         skipped = ""
     except FairrayError as e:  # e.g. a generator too young to make both groups: report it, keep the baseline
         deb, skipped = {}, f" Latent debiasing did not run: {e}."

@@ -19,6 +19,7 @@ from fairray.config import FacegenConfig, LabelConfig
 from fairray.data.summary import value_counts
 from fairray.data.table import read_table
 from fairray.errors import FairrayError
+from fairray.stage import RunContext
 
 GROUPS = ("training", "generated")
 
@@ -68,7 +69,7 @@ def double_bars(tables: dict[str, pd.DataFrame], title: str):
     return finish_panels(fig, axes, len(tables), title)
 
 
-def _dataset(cfg: FacegenConfig, out: Path) -> Path:
+def _dataset(cfg: FacegenConfig, out: Path, progress: bool) -> Path:
     from fairray.data import synth_dataset
 
     if cfg.dataset is not None:
@@ -77,32 +78,29 @@ def _dataset(cfg: FacegenConfig, out: Path) -> Path:
         return Path(cfg.dataset)
     data = out / "data"
     if not (data / "dataset.json").is_file():
-        synth_dataset.build(cfg.synth, data, progress=True)
+        synth_dataset.build(cfg.synth, data, progress=progress)
     return data
 
 
-def _labeler(cfg: FacegenConfig, out: Path) -> str:
+def _labeler(cfg: FacegenConfig, out: Path, progress: bool) -> str:
     from fairray.train import attrclf
 
     if cfg.labeler is not None:
         return cfg.labeler
     clf = out / "attrclf"
     if not (clf / "attrclf" / "metrics.json").is_file():
-        attrclf.run(cfg.attrclf, clf, progress=True)
+        attrclf.run(cfg.attrclf, clf, RunContext(progress=progress))
     return f"attrclf:{(clf / 'attrclf').resolve()}"
 
 
-def _generator(cfg: FacegenConfig, dataset: Path, out: Path, tracker, parent) -> Path:
+def _generator(cfg: FacegenConfig, dataset: Path, out: Path, ctx: RunContext) -> Path:
+    """cfg.generator, or the GAN stage run under the facegen run (a re-run continues its Train run)."""
     from fairray.train import gan
 
     if cfg.generator is not None:
         return Path(cfg.generator)
     gcfg = cfg.gan.model_copy(update={"dataset": str(dataset)})
-    with tracker.run(gcfg.name, parent=parent, tags={"fairray.command": "train-gan"}) as run:
-        run.log_params(gcfg.model_dump(mode="json"))
-        tracking = {"out": str(out.resolve()), "experiment": cfg.tracking.experiment, "uri": tracker.uri,
-                    "run_id": run.run_id} if run.live else None
-        return gan.fit(gcfg, dataset, out, tracking)
+    return Path(gan.run(gcfg, out, ctx)["checkpoint"])
 
 
 def _snapshots(ckpt: Path, k: int) -> list[Path]:
@@ -126,29 +124,30 @@ def _labeled(dataset: Path, labeler: str, out: Path, ray_cfg) -> pd.DataFrame:
     return read_table(out)
 
 
-def run(cfg: FacegenConfig, out: Path) -> dict:
-    """Dataset -> labeler -> DCGAN -> N samples -> labels for both -> shift tables, charts, MLflow."""
+def run(cfg: FacegenConfig, out: Path, ctx: RunContext | None = None) -> dict:
+    """Dataset -> labeler -> DCGAN -> N samples -> labels for both -> shift tables, charts, MLflow (a run named
+    ctx.name, default "facegen", under ctx.parent)."""
     from fairray.generate import generate
     from fairray.labelers.registry import load_labeler
     from fairray.ray_env import init_ray
     from fairray.report import fig_png
-    from fairray.tracking import Tracker
     from fairray.train.checkpoint import load_state
 
-    out = Path(out)
+    ctx, out = ctx or RunContext(), Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    dataset = _dataset(cfg, out)
-    labeler = _labeler(cfg, out)
+    dataset = _dataset(cfg, out, ctx.progress)
+    labeler = _labeler(cfg, out, ctx.progress)
     heads = {h.name for h in load_labeler(labeler, "cpu").heads}
     attrs = [a for a in cfg.attributes if a in heads]
     inter = [i for i in cfg.intersections if all(a in heads for a in i)]
     if not attrs:
         raise FairrayError(f"the labeler has none of the attributes {cfg.attributes}; heads: {sorted(heads)}")
-    tracker = Tracker(out, cfg.tracking.experiment, cfg.tracking.uri, cfg.tracking.enabled)
+    tracker = ctx.tracker_for(out, cfg)
     init_ray(cfg.gan.ray.address)
-    with tracker.run("facegen", tags={"fairray.command": "facegen"}) as parent:
+    with tracker.run(ctx.name or "facegen", parent=ctx.parent, tags={"fairray.command": "facegen", **ctx.tags}
+                     ) as parent:
         parent.log_params({"n": cfg.n, "labeler": labeler, "dataset": str(dataset), "attributes": attrs})
-        ckpt = _generator(cfg, dataset, out, tracker, parent)
+        ckpt = _generator(cfg, dataset, out, RunContext(tracker=tracker, parent=parent, progress=ctx.progress))
         train = _labeled(dataset, labeler, out / "training_labeled", cfg.gan.ray)
         train = train[train.error.isna() & (train.split == "train")]
         snaps = _snapshots(ckpt, cfg.snapshots)

@@ -23,14 +23,14 @@ class GeneratorActor:
     def __init__(self, checkpoint: str, seed: int, device: str):
         import torch
 
-        from fairray.train.gan import load_generator
+        from fairray.models.generator_io import load_generator
 
         self.G, self.cfg = load_generator(Path(checkpoint))
         self.G.to(device)
         self.checkpoint, self.seed, self.device, self.torch = checkpoint, seed, device, torch
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
-        from fairray.train.gan import to_images
+        from fairray.models.generator_io import to_images
 
         torch = self.torch
         ids = batch["id"]

@@ -124,6 +124,14 @@ class RunHandle:
     def live(self) -> bool:
         return self.run_id is not None and self.tracker.enabled
 
+    def worker_spec(self, out: Path) -> dict[str, str] | None:
+        """What a Ray Train worker needs to log into this run (see `fairray.train.loop.rank0_run`); None when
+        tracking is off."""
+        if not self.live:
+            return None
+        t = self.tracker
+        return {"out": str(Path(out).resolve()), "experiment": t.experiment, "uri": t.uri, "run_id": self.run_id}
+
     def log_params(self, params: dict[str, Any]) -> None:
         if not self.live:
             return

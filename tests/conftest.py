@@ -28,12 +28,13 @@ ATTRCLF_HEADS = ["gender", "tone4", "Young", "Smiling", "Eyeglasses", "hair"]
 def attrclf_trained(tmp_path_factory, ray_local):
     """One attrclf trained with Ray Train for the whole session: (labeler dir, held-out metrics)."""
     from fairray.config import AttrClfConfig, SynthConfig
+    from fairray.stage import RunContext
     from fairray.train import attrclf
 
     out = tmp_path_factory.mktemp("attrclf")
     cfg = AttrClfConfig(synth=SynthConfig(n=6000, bias="none", perc=0.0, val_frac=0.1, test_frac=0.2),
                         heads=ATTRCLF_HEADS, epochs=4, blocks=[1, 1, 1, 1])
-    metrics = attrclf.run(cfg, out, progress=False)
+    metrics = attrclf.run(cfg, out, RunContext(progress=False))
     return out / "attrclf", metrics
 
 

@@ -3,7 +3,14 @@ import yaml
 from typer.testing import CliRunner
 
 from fairray.cli import app
-from fairray.config import DemoConfig, SynthConfig, load_config
+from fairray.config import (
+    DemoConfig,
+    GanConfig,
+    SynthConfig,
+    load_config,
+    merge_overrides,
+    with_section_defaults,
+)
 from fairray.errors import FairrayError
 
 runner = CliRunner()
@@ -71,3 +78,37 @@ def test_synth_and_info_commands(tmp_path):
     assert (tmp_path / "info" / "attribute_shares.png").stat().st_size > 10_000
     res = runner.invoke(app, ["info", str(out), "--intersect", "gender,nose"])
     assert res.exit_code == 2 and "unknown column(s) ['nose']" in res.output
+
+
+def test_malformed_yaml_is_one_line_with_file_and_line(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("n: 5\nbias: [1\nx: 2\n")
+    with pytest.raises(FairrayError, match=r"bad.yaml: malformed YAML at line 3, column 2: expected ',' or ']'"):
+        load_config(SynthConfig, p)
+    res = runner.invoke(app, ["synth", "--config", str(p)])
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1 and "line 3" in res.output
+    with pytest.raises(FairrayError, match=r"--set n: cannot read '\[1' as YAML"):
+        load_config(SynthConfig, None, ["n=[1"])
+
+
+def test_merge_overrides_lands_on_configured_section_defaults():
+    merged = merge_overrides(DemoConfig, {"gan": {"kimg": 5}}, {"gan": {"width": 8}, "attrclf": {"epochs": 1}})
+    assert (merged["gan"]["kimg"], merged["gan"]["width"]) == (5, 8)
+    assert merged["attrclf"]["blocks"] == [1, 1, 1, 1] and merged["attrclf"]["epochs"] == 1  # the demo's attrclf
+    assert merge_overrides(DemoConfig, merged, {}) == merged  # idempotent
+    assert DemoConfig.model_validate(with_section_defaults(DemoConfig, {"attrclf": {"epochs": 2}})).attrclf.blocks \
+        == [1, 1, 1, 1]
+
+
+def test_option_copied_into_config_and_shown_by_dry_run():
+    assert (GanConfig().eval_labeler, GanConfig().eval_n) == (None, 2000)
+    res = runner.invoke(app, ["train-gan", "--labeler", "attrclf:/x", "--set", "eval_n=300", "--dry-run"])
+    assert res.exit_code == 0, res.output
+    cfg = yaml.safe_load(res.output)
+    assert (cfg["eval_labeler"], cfg["eval_n"]) == ("attrclf:/x", 300)
+    res = runner.invoke(app, ["label", "123", "--labeler", "attrclf:x", "--dry-run"])
+    assert res.exit_code == 0 and yaml.safe_load(res.output)["dataset"] == "123"  # a path, not the number 123
+    res = runner.invoke(app, ["debias", "ratio", "some/dataset", "--set", "epochs=0", "--out", "never"])
+    assert res.exit_code == 2 and "epochs: Input should be greater than or equal to 1" in res.output
+    res = runner.invoke(app, ["demo", "--quick", "--full", "--dry-run"])
+    assert res.exit_code == 2 and "exclude each other" in res.output

@@ -33,7 +33,7 @@ def test_combined_direction_isolates_the_spurious_factor():
 
 def test_edit_moves_protected_not_target(gan_trained, attrclf_trained):
     from fairray.labelers.registry import load_labeler
-    from fairray.train.gan import load_generator
+    from fairray.models.generator_io import load_generator
 
     G, gcfg = load_generator(gan_trained)
     latent.freeze_generator(G, gcfg.z_dim)

@@ -12,6 +12,7 @@ from fairray.config import DistillConfig
 from fairray.errors import FairrayError
 from fairray.labelers.registry import load_labeler
 from fairray.models.student import auto_width, build_student, count_params
+from fairray.stage import RunContext
 from fairray.train import distill
 from fairray.train.checkpoint import load_state
 
@@ -65,7 +66,7 @@ def test_distill_end_to_end_and_resume(tmp_path, ray_local, gan_trained, attrclf
     cfg = DistillConfig(teacher=str(gan_trained), labeler=f"attrclf:{attrclf_trained[0]}", n_pairs=400,
                         kimg=0.64, tick_kimg=0.32, snapshot_ticks=1, batch_size=32, eval_n=200,
                         report_attributes=["gender", "tone4"], intersections=[["gender", "tone4"]])
-    m = distill.run(cfg, tmp_path, progress=False)
+    m = distill.run(cfg, tmp_path, RunContext(progress=False))
     assert m["param_ratio"] <= 0.25 and m["student_params"] < m["teacher_params"]
     for k in ("fairness_discrepancy_gender_200", "teacher_fairness_discrepancy_gender_200", "fd_attrclf_200",
               "teacher_fd_attrclf_200", "fd_attrclf_to_teacher_200", "student_img_per_s", "teacher_img_per_s"):
@@ -81,7 +82,7 @@ def test_distill_end_to_end_and_resume(tmp_path, ray_local, gan_trained, attrclf
     state = load_state(m["checkpoint"])
     assert state["nimg"] >= 640 and state["format"] == "fairray.student/1"
     # re-running the same (out, name) with a longer schedule continues from the checkpoint, reusing the pairs
-    m2 = distill.run(cfg.model_copy(update={"kimg": 0.96}), tmp_path, progress=False)
+    m2 = distill.run(cfg.model_copy(update={"kimg": 0.96}), tmp_path, RunContext(progress=False))
     state2 = load_state(m2["checkpoint"])
     assert state2["resumes"] == [state["nimg"]] and state2["nimg"] >= 960
 

@@ -6,7 +6,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from fairray.models import biggan
-from fairray.models.ema import ema_model
+from fairray.models.ema import Ema, ema_beta
 from fairray.models.gan_factory import build_gan, count_params, gan_config
 from fairray.train.losses import d_bce_loss, d_hinge_loss, g_bce_loss, g_hinge_loss
 
@@ -118,42 +118,42 @@ def test_dcgan_overfits_a_small_batch(one_thread):
     assert sum(gap[-5:]) < 0.8 * sum(gap[:5])  # per-pixel mean gap ~0.18 -> ~0.10
 
 
-def test_ema_tracks_weights_and_copies_buffers():
+def test_ema_half_life_in_images_tracks_weights_and_copies_buffers():
     net = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
-    ema = ema_model(net, decay=0.9)
-    expected = net[0].weight.detach().clone()
+    ema = Ema(net, ema_kimg=0.032)  # half-life 32 images = 2 steps of 16: beta = 0.5 ** 0.5 per step
+    beta = 0.5 ** 0.5
+    expected = ema.module[0].weight.detach().clone()
     for step in range(5):
         with torch.no_grad():
             net[0].weight.add_(1.0)
         net(torch.randn(8, 2) + step)  # moves BatchNorm's running stats
-        ema.update_parameters(net)
-        target = net[0].weight.detach()
-        expected = target.clone() if step == 0 else 0.9 * expected + 0.1 * target  # first update copies
+        ema.update(net, nimg=16 * step, batch=16)
+        expected = beta * expected + (1 - beta) * net[0].weight.detach()
         assert torch.allclose(ema.module[0].weight, expected)
         assert torch.equal(ema.module[1].running_mean, net[1].running_mean)  # copied, not averaged
 
 
-def test_ema_copies_until_start():
+def test_ema_rampup_limits_the_half_life_early_in_training():
+    assert ema_beta(64, 0, 10.0, 0.05) == 0.0  # at the start the EMA is a copy
+    assert ema_beta(64, 1000, 10.0, 0.05) == pytest.approx(0.5 ** (64 / 50))  # 5% of 1 kimg seen
+    assert ema_beta(64, 10**7, 10.0, 0.05) == pytest.approx(0.5 ** (64 / 10_000))  # capped by ema_kimg
+    assert ema_beta(64, 1000, 10.0, None) == pytest.approx(0.5 ** (64 / 10_000))
     net = nn.Linear(2, 2)
-    ema = ema_model(net, decay=0.99, start=3)
-    for _ in range(3):
-        with torch.no_grad():
-            net.weight.add_(1.0)
-        ema.update_parameters(net)
-        assert torch.equal(ema.module.weight, net.weight)
+    ema = Ema(net, ema_kimg=10.0, rampup=0.05)
     with torch.no_grad():
         net.weight.add_(1.0)
-    ema.update_parameters(net)
-    assert not torch.equal(ema.module.weight, net.weight)
+    ema.update(net, nimg=0, batch=64)
+    assert torch.equal(ema.module.weight, net.weight)
 
 
 def test_ema_of_a_spectrally_normalised_biggan():
     G, _ = build_gan(gan_config("biggan", resolution=32, ch=2, z_dim=8))
-    ema = ema_model(G, decay=0.5)
+    ema = Ema(G, ema_kimg=1.0)
     G(torch.randn(4, 8))  # a train-mode forward: spectral-norm power iteration + BN stats move
-    ema.update_parameters(G)
+    ema.update(G, nimg=4, batch=4)
     ema.module.eval()
     assert ema.module(torch.randn(2, 8)).shape == (2, 3, 32, 32)
+    assert set(ema.state_dict()) == {f"module.{k}" for k in G.state_dict()}  # what generator_io.ema_weights reads
 
 
 @pytest.mark.parametrize("d_loss", [d_hinge_loss, d_bce_loss])

@@ -1,5 +1,6 @@
 """Ray Train DDP GAN: 2 workers on CPU, a killed worker, resume by re-running, rank-0 MLflow metrics."""
 
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
@@ -51,9 +52,10 @@ def test_ddp_two_workers_survive_a_killed_worker_and_resume(ray_local, dataset, 
 
 def test_run_logs_rank0_ticks_to_mlflow_and_reuses_the_run(ray_local, dataset, tmp_path, attrclf_trained):
     cfg = small(dataset, kimg=0.64, name="tracked", ray={"workers": 1})
-    m = gan.run(cfg, tmp_path, labeler=None, eval_n=64)
+    cfg = cfg.model_copy(update={"eval_n": 100})
+    m = gan.run(cfg, tmp_path)
     assert m["kimg"] >= 0.64 and (tmp_path / "tracked_grid.png").is_file()
-    gan.run(cfg.model_copy(update={"kimg": 0.96}), tmp_path, labeler=None, eval_n=64)
+    gan.run(cfg.model_copy(update={"kimg": 0.96}), tmp_path)
     client = MlflowClient(f"sqlite:///{tmp_path.resolve()}/mlflow.db")
     exp = client.get_experiment_by_name("fairray-gan")
     runs = client.search_runs([exp.experiment_id])
@@ -78,3 +80,29 @@ def test_run_logs_rank0_ticks_to_mlflow_and_reuses_the_run(ray_local, dataset, t
                                    "--reference", str(dataset), "--repeats", "2"])
     assert res.exit_code == 0, res.output
     assert "fairness_discrepancy_gender_200" in res.output and "fd_attrclf_200" in res.output
+
+
+def test_training_drops_an_undecodable_row_and_reports_it(ray_local, dataset, tmp_path):
+    """A truncated JPEG passes a reader's header probe; training must leave it out, count it and go on."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from fairray.data.table import ShardWriter, read_manifest, write_manifest
+
+    df = read_table(dataset)
+    buf = io.BytesIO()
+    Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(buf, format="JPEG")
+    bad = df.iloc[[0]].copy()
+    bad["image_id"], bad["split"] = "truncated-0", "train"
+    bad["image"] = [buf.getvalue()[: len(buf.getvalue()) // 2]]
+    broken = tmp_path / "broken"
+    ShardWriter(broken).write(pd.concat([df, bad], ignore_index=True))
+    write_manifest(broken, read_manifest(dataset))
+    cfg = small(broken, kimg=0.32, name="bad-rows", ray={"workers": 1}, eval_n=100)
+    m = gan.run(cfg, tmp_path / "run")
+    assert m["bad_rows"] == 1 and m["kimg"] >= 0.32
+    client = MlflowClient(f"sqlite:///{(tmp_path / 'run').resolve()}/mlflow.db")
+    run = client.search_runs([client.get_experiment_by_name("fairray-gan").experiment_id])[0]
+    assert [h.value for h in client.get_metric_history(run.info.run_id, "bad_rows")][-1] == 1

@@ -108,7 +108,7 @@ def test_interrupted_checkpoint_is_never_loaded(tmp_path):
 @pytest.mark.parametrize("model", ["dcgan", "biggan"])
 def test_training_config_builds_either_model(model):
     from fairray.config import GanConfig
-    from fairray.train.gan import build_models
+    from fairray.models.generator_io import build_models
 
     cfg = GanConfig(model=model, width=8, z_dim=16, resolution=32)
     G, D = build_models(cfg)

@@ -5,8 +5,9 @@ import pytest
 from fairray.config import SynthConfig
 from fairray.data import synth_dataset
 from fairray.data.bias import BiasSpec, sample_attributes
+from fairray.data.decode import decode_column
 from fairray.data.synthetic import render, render_chunked, sample_nuisance
-from fairray.data.table import decode_images, read_manifest, read_table
+from fairray.data.table import read_manifest, read_table
 
 
 def rows(n, seed=0):
@@ -58,7 +59,8 @@ def test_dataset_table_schema_and_image_folder(tmp_path):
                 "labeler", "gender", "Male", "tone4", "Young", "Black_Hair", "skin_tone10", "age9"):
         assert col in df.columns, col
     assert df.image_id.is_unique and df.error.isna().all() and (df.weight == 1.0).all()
-    assert decode_images(df.image.iloc[:3]).shape == (3, 64, 64, 3)
+    images, errors = decode_column(df.image.iloc[:3])
+    assert images.shape == (3, 64, 64, 3) and errors == [None] * 3
     labels = pd.read_csv(tmp_path / "images" / "labels.csv")
     assert len(labels) == len(df)
     first = labels.iloc[0]

@@ -10,9 +10,12 @@ from __future__ import annotations
 import io
 import struct
 import warnings
+from collections.abc import Iterable
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from fairray.errors import FairrayError
 
 # Raster formats face datasets come in. Restricting Image.open to these keeps PIL's obscure plugins from
 # "recognising" random bytes and keeps their parsers off untrusted input (JPEG covers MPO camera files).
@@ -136,3 +139,33 @@ def decode_batch(blobs: list[bytes | None], size: int, max_pixels: int = 50_000_
             out[i] = img
         errors.append(err)
     return out, errors
+
+
+def decode_column(blobs: Iterable[bytes | None], size: int | None = None, max_pixels: int = 50_000_000
+                  ) -> tuple[np.ndarray, list[str | None]]:
+    """uint8 (N_ok, H, W, 3) of the rows that decoded, in input order, + one error (None if fine) per input row.
+
+    For training: unlike decode_batch, a failed row is left out rather than zero-filled, since a black
+    image would be learnt as a face. size=None keeps native sizes, which must then all agree (FairrayError
+    otherwise); `np.flatnonzero([e is None for e in errors])` maps output rows back to input rows.
+    """
+    blobs = list(blobs)
+    out: np.ndarray | None = None
+    errors: list[str | None] = []
+    k = 0
+    for i, b in enumerate(blobs):
+        img, err = decode_image(b, size, max_pixels)
+        errors.append(err)
+        if img is None:
+            continue
+        if out is None:  # preallocated once: stacking a list would hold every image twice at the peak
+            out = np.empty((len(blobs), *img.shape), np.uint8)
+        elif img.shape != out.shape[1:]:
+            h, w = img.shape[:2]
+            raise FairrayError(f"images differ in size: row {i} is {w}x{h}, earlier rows are "
+                               f"{out.shape[2]}x{out.shape[1]}; set a training image size to resize them")
+        out[k] = img
+        k += 1
+    if out is None:
+        return np.zeros((0, size or 0, size or 0, 3), np.uint8), errors
+    return out[:k], errors

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,17 +32,6 @@ def encode_png(images: np.ndarray) -> list[bytes]:
         Image.fromarray(im).save(buf, format="PNG", compress_level=1)
         out.append(buf.getvalue())
     return out
-
-
-def decode_images(blobs: Iterable[bytes], size: int | None = None) -> np.ndarray:
-    """Encoded bytes -> uint8 (N, H, W, 3), optionally resized to size x size."""
-    arrs = []
-    for b in blobs:
-        im = Image.open(io.BytesIO(b)).convert("RGB")
-        if size is not None and im.size != (size, size):
-            im = im.resize((size, size), Image.BILINEAR)
-        arrs.append(np.asarray(im))
-    return np.stack(arrs) if arrs else np.zeros((0, size or 0, size or 0, 3), np.uint8)
 
 
 class ShardWriter:

@@ -11,8 +11,9 @@
    added to the real rows. `residual` edits add G(z + s n) - G(z) to the real image (HFGI-style detail
    preservation); `generate` uses G(z + s n) itself.
 
-`diga_point(cfg, c, s, out)` trains and scores one (c, s) point (the Tune campaign's trial); `grid` loops over
-cfg.coefficients x cfg.strengths; `run` chooses c by the labeler rule and trains at cfg.strength.
+`diga_point(cfg, c, s, out)` trains and scores one (c, s) point; `grid` loops over cfg.coefficients x
+cfg.strengths; `run` (the stage, and the Tune campaign's trial with cfg.coefficient and cfg.strength set per trial)
+chooses c by the labeler rule unless cfg.coefficient fixes it, and trains at cfg.strength.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from fairray.data.loading import load_split
 from fairray.debias.latent import ensure_generator, freeze_generator, label_images, write_rows
 from fairray.errors import FairrayError
 from fairray.models.encoder import LatentEncoder, invert, to_unit, train_encoder
+from fairray.stage import RunContext
 
 
 @dataclass
@@ -95,8 +97,8 @@ def edit(G: torch.nn.Module, images: np.ndarray, z: np.ndarray, n: np.ndarray, s
 
 def prepare(cfg: DigaConfig, out: Path, progress: bool = False) -> Prepared:
     """Generator, encoder and inverted latents of the train rows and `choose_n` val rows (cached under out)."""
+    from fairray.models.generator_io import load_generator
     from fairray.train import classifier
-    from fairray.train.gan import load_generator
 
     out = Path(out)
     clf = cfg.classifier
@@ -161,13 +163,14 @@ def choose_coefficient(cfg: DigaConfig, prep: Prepared, labeler, s: float) -> tu
     return float(best["c"]), rows
 
 
-def diga_point(cfg: DigaConfig, c: float, s: float, out: Path, prep: Prepared | None = None, tracker=None,
-               parent=None) -> dict[str, float]:
+def diga_point(cfg: DigaConfig, c: float, s: float, out: Path, prep: Prepared | None = None,
+               ctx: RunContext | None = None) -> dict[str, float]:
     """Edit every training row toward the other class's stereotype with n(c) and strength s, train the
-    classifier on real + edits, return its metrics (balanced test) + c, s."""
+    classifier on real + edits, return its metrics (balanced test) + c, s. The classifier's MLflow run is ctx.name
+    (default diga-c<c>-s<s>-seed<seed>) under ctx.parent."""
     from fairray.train import classifier
 
-    out = Path(out)
+    ctx, out = ctx or RunContext(progress=False), Path(out)
     prep = prep or prepare(cfg, out)
     clf = cfg.classifier
     n = combine(prep.w_a, prep.w_b, c)
@@ -177,17 +180,18 @@ def diga_point(cfg: DigaConfig, c: float, s: float, out: Path, prep: Prepared | 
     path = write_rows(out / tag / "edits", edited, {clf.target: prep.train_y, "edit_strength": shift},
                       cfg.edit_weight, "diga-edits", {"method": "diga", "c": c, "s": s, "edit": cfg.edit})
     ccfg = clf.model_copy(update={"dataset": str(prep.dataset), "augment_data": [*clf.augment_data, str(path)]})
-    metrics = classifier.run(ccfg, out / tag, name=tag, tracker=tracker, parent=parent,
-                             tags={"fairray.method": "diga", "diga.c": str(c), "diga.s": str(s)})
+    metrics = classifier.run(ccfg, out / tag, ctx.with_(name=ctx.name or tag, tags={
+        "fairray.method": "diga", "diga.c": str(c), "diga.s": str(s), **ctx.tags}))
     return metrics | {"c": float(c), "s": float(s)}
 
 
-def run(cfg: DigaConfig, out: Path, tracker=None, parent=None, progress: bool = False) -> dict:
+def run(cfg: DigaConfig, out: Path, ctx: RunContext | None = None) -> dict:
     """Prepare -> choose c (labeler rule, unless cfg.coefficient) -> one point at cfg.strength."""
     from fairray.labelers.registry import load_labeler
 
+    ctx = ctx or RunContext(progress=False)
     t0 = time.perf_counter()
-    prep = prepare(cfg, out, progress)
+    prep = prepare(cfg, out, ctx.progress)
     choice: list[dict] = []
     c = cfg.coefficient
     if c is None:
@@ -195,7 +199,7 @@ def run(cfg: DigaConfig, out: Path, tracker=None, parent=None, progress: bool = 
             raise FairrayError("set labeler=attrclf:DIR to choose c, or fix it with coefficient=C")
         c, choice = choose_coefficient(cfg, prep, load_labeler(cfg.labeler), cfg.strength)
     effect = next((r for r in choice if r["c"] == c), {})
-    m = diga_point(cfg, c, cfg.strength, out, prep, tracker, parent)
+    m = diga_point(cfg, c, cfg.strength, out, prep, ctx)
     result = m | {k: v for k, v in effect.items() if k != "c"} | {
         "cos_w_a_w_b": float(prep.w_a @ prep.w_b), "seconds": time.perf_counter() - t0}
     Path(out).mkdir(parents=True, exist_ok=True)
@@ -204,9 +208,11 @@ def run(cfg: DigaConfig, out: Path, tracker=None, parent=None, progress: bool = 
     return result
 
 
-def grid(cfg: DigaConfig, out: Path, select: str = "val_worst_group_acc", tracker=None, parent=None) -> dict:
-    """The (c, s) grid as a plain loop (Tune runs the same points as trials); best point by a val metric."""
-    prep = prepare(cfg, out)
-    rows = [diga_point(cfg, c, s, out, prep, tracker, parent) for c in cfg.coefficients for s in cfg.strengths]
+def grid(cfg: DigaConfig, out: Path, ctx: RunContext | None = None, select: str = "val_worst_group_acc") -> dict:
+    """The (c, s) grid as a plain loop (Tune runs the same points as trials); best point by a val metric. Each
+    point's classifier run keeps its own diga-c<c>-s<s> name, so ctx.name is not used."""
+    ctx = (ctx or RunContext(progress=False)).with_(name=None)
+    prep = prepare(cfg, out, ctx.progress)
+    rows = [diga_point(cfg, c, s, out, prep, ctx) for c in cfg.coefficients for s in cfg.strengths]
     best = max(rows, key=lambda r: r[select])
     return {"points": rows, "best": best, "select": select}

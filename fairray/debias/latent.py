@@ -25,6 +25,8 @@ from tqdm.auto import tqdm
 
 from fairray.config import FairClassifierConfig, GanConfig, LatentDebiasConfig
 from fairray.errors import FairrayError
+from fairray.models.generator_io import to_images
+from fairray.stage import RunContext
 
 # ---------------------------------------------------------------- generator helpers (shared with directions.py)
 
@@ -51,8 +53,6 @@ def freeze_generator(G: torch.nn.Module, z_dim: int, n: int = 4096, batch: int =
 @torch.no_grad()
 def render(G: torch.nn.Module, z: np.ndarray | torch.Tensor, batch: int = 500) -> np.ndarray:
     """uint8 NHWC images of latents z with G as it is (call freeze_generator first)."""
-    from fairray.train.gan import to_images
-
     z = torch.as_tensor(np.asarray(z, dtype=np.float32))
     dev = next(G.parameters()).device
     out = [to_images(G(z[i:i + batch].to(dev))) for i in range(0, len(z), batch)]
@@ -97,6 +97,7 @@ def biased_rows_view(dataset: Path, subset: str | None, out: Path) -> Path:
 def ensure_generator(generator: str | None, gan_cfg: GanConfig, clf: FairClassifierConfig, dataset: Path,
                      out: Path) -> Path:
     """The given checkpoint, or a GAN trained once (Ray Train) on the classifier's real training rows."""
+    from fairray.models.generator_io import history
     from fairray.train import gan
     from fairray.train.checkpoint import newest_complete
 
@@ -104,7 +105,8 @@ def ensure_generator(generator: str | None, gan_cfg: GanConfig, clf: FairClassif
         return Path(generator)
     run_dir = Path(out) / "gan" / "ray_results" / gan_cfg.name
     done = newest_complete(run_dir) if run_dir.is_dir() else None
-    if done is not None and gan.history(done) and gan.history(done)[-1]["kimg"] >= gan_cfg.kimg - 1e-6:
+    past = history(done) if done is not None else []
+    if past and past[-1]["kimg"] >= gan_cfg.kimg - 1e-6:
         return done
     view = biased_rows_view(dataset, clf.train_subset, Path(out) / "gan" / "train_rows")
     cfg = gan_cfg.model_copy(update={"dataset": str(view), "resolution": clf.resolution})
@@ -197,19 +199,20 @@ def make_pairs(cfg: LatentDebiasConfig, G: torch.nn.Module, z_dim: int, labeler,
     return {"pairs": str(path), **diag}
 
 
-def run(cfg: LatentDebiasConfig, out: Path, tracker=None, parent=None, progress: bool = False) -> dict:
-    """Generator (given or trained) -> pairs -> classifier on real + pairs; metrics + flip diagnostics."""
+def run(cfg: LatentDebiasConfig, out: Path, ctx: RunContext | None = None) -> dict:
+    """Generator (given or trained) -> pairs -> classifier on real + pairs; metrics + flip diagnostics. The
+    classifier's MLflow run is ctx.name (default latent-seed<seed>) under ctx.parent, tagged ctx.tags."""
     from fairray.labelers.registry import load_labeler
-    from fairray.tracking import Tracker
+    from fairray.models.generator_io import load_generator
     from fairray.train import classifier
-    from fairray.train.gan import load_generator
 
     if cfg.labeler is None:
         raise FairrayError("set labeler=attrclf:DIR (train one with `fairray train-attrclf`)")
-    out = Path(out)
+    ctx, out = ctx or RunContext(progress=False), Path(out)
     clf = cfg.classifier
-    dataset = classifier.dataset_path(clf, out, progress)
-    tracker = tracker or Tracker(out, clf.tracking.experiment, clf.tracking.uri, clf.tracking.enabled)
+    dataset = classifier.dataset_path(clf, out, ctx.progress)
+    # the classifier's tracking section is where this stage logs when the caller brings no tracker
+    tracker = ctx.tracker_for(out, clf)
     t0 = time.perf_counter()
     ckpt = ensure_generator(cfg.generator, cfg.gan, clf, dataset, out)
     G, gcfg = load_generator(ckpt)
@@ -218,12 +221,12 @@ def run(cfg: LatentDebiasConfig, out: Path, tracker=None, parent=None, progress:
     freeze_generator(G, gcfg.z_dim)
     work = out / f"latent-seed{cfg.seed}"
     work.mkdir(parents=True, exist_ok=True)
-    with tqdm(total=2, desc="latent debiasing", disable=not progress) as bar:
+    with tqdm(total=2, desc="latent debiasing", disable=not ctx.progress) as bar:
         diag = make_pairs(cfg, G, gcfg.z_dim, load_labeler(cfg.labeler), work)
         bar.update(1)
         ccfg = clf.model_copy(update={"dataset": str(dataset), "augment_data": [*clf.augment_data, diag["pairs"]]})
-        metrics = classifier.run(ccfg, work, name=f"latent-seed{cfg.seed}", tracker=tracker, parent=parent,
-                                 tags={"fairray.method": "latent"})
+        metrics = classifier.run(ccfg, work, ctx.with_(tracker=tracker, name=ctx.name or f"latent-seed{cfg.seed}",
+                                                       tags={"fairray.method": "latent", **ctx.tags}))
         bar.update(1)
     result = metrics | {k: v for k, v in diag.items() if k != "pairs"} | {
         "generator": str(ckpt), "seconds": time.perf_counter() - t0}

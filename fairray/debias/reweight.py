@@ -25,6 +25,7 @@ from fairray.data.loading import load_split
 from fairray.data.table import DATA_DIR, read_manifest, read_table, shard_paths, write_manifest
 from fairray.errors import FairrayError
 from fairray.models.classifiers import AttributeClassifier, ClassifierConfig
+from fairray.stage import RunContext
 
 HEAD = "is_reference"
 
@@ -163,14 +164,15 @@ def ratio_probs(model: AttributeClassifier, calib: dict, pixels: np.ndarray) -> 
     return calibrated_probs(logits, calib["temperature"])[:, 1]
 
 
-def run(cfg: ReweightConfig, out: Path) -> dict:
-    """Train + calibrate the ratio classifier, then write the dataset with a `weight` column (Ray Data)."""
+def run(cfg: ReweightConfig, out: Path, ctx: RunContext | None = None) -> dict:
+    """Train + calibrate the ratio classifier, then write the dataset with a `weight` column (Ray Data). Logs no
+    MLflow run of its own (its callers report the weights); ctx.progress shows the Ray Data pass's bar."""
     import ray
 
     from fairray.data.pipeline import decode_batch_udf
     from fairray.ray_env import init_ray
 
-    out = Path(out)
+    ctx, out = ctx or RunContext(), Path(out)
     dataset = Path(cfg.dataset)
     if (out / DATA_DIR).exists():
         raise FairrayError(f"{out / DATA_DIR} exists; choose a new --out")
@@ -187,14 +189,19 @@ def run(cfg: ReweightConfig, out: Path) -> dict:
     state = {"config": {"heads": {HEAD: 2}, "resolution": cfg.resolution, "width": cfg.width,
                         "blocks": tuple(cfg.blocks)}, "state_dict": model.state_dict()}
     init_ray(cfg.ray.address)
-    ray.data.DataContext.get_current().execution_options.preserve_order = True
-    ds = ray.data.read_parquet([str(p) for p in shard_paths(dataset)])
-    ds = ds.map_batches(decode_batch_udf, batch_format="numpy", batch_size=256, num_cpus=0.5,
-                        fn_kwargs={"size": cfg.resolution, "max_pixels": 50_000_000})
-    ds = ds.map_batches(WeightActor, fn_constructor_kwargs={"state": state, "calib": calib, "clip_max": clip_max},
-                        batch_format="numpy", batch_size=256, num_cpus=0.5,
-                        compute=ray.data.ActorPoolStrategy(size=1))
-    ds.write_parquet(str(out / DATA_DIR))
+    data_ctx = ray.data.DataContext.get_current()
+    data_ctx.execution_options.preserve_order = True
+    bars, data_ctx.enable_progress_bars = data_ctx.enable_progress_bars, ctx.progress
+    try:
+        ds = ray.data.read_parquet([str(p) for p in shard_paths(dataset)])
+        ds = ds.map_batches(decode_batch_udf, batch_format="numpy", batch_size=256, num_cpus=0.5,
+                            fn_kwargs={"size": cfg.resolution, "max_pixels": 50_000_000})
+        ds = ds.map_batches(WeightActor, fn_constructor_kwargs={"state": state, "calib": calib, "clip_max": clip_max},
+                            batch_format="numpy", batch_size=256, num_cpus=0.5,
+                            compute=ray.data.ActorPoolStrategy(size=1))
+        ds.write_parquet(str(out / DATA_DIR))
+    finally:
+        data_ctx.enable_progress_bars = bars  # the process's other pipelines keep their setting
     df = read_table(out, columns=["subset", "split", "weight", *cfg.report_attributes])
     report |= {"clip_max": clip_max, "weights": _weight_report(df, cfg.report_attributes)}
     (out / "reweight.json").write_text(json.dumps(report, indent=2, default=float))

@@ -8,7 +8,6 @@ the attribute classifier's feature space against a reference set (never called F
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from fairray.labelers.base import Head, Labeler
 from fairray.metrics.fairness import fairness_discrepancy, kl_to_uniform, shares
@@ -16,20 +15,6 @@ from fairray.metrics.fairness import fairness_discrepancy, kl_to_uniform, shares
 
 def count_tag(n: int) -> str:
     return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
-
-
-@torch.no_grad()
-def sample(G: torch.nn.Module, n: int, z_dim: int, seed: int, batch: int = 500) -> tuple[np.ndarray, np.ndarray]:
-    """n samples (uint8 NHWC) and their latents, deterministic in seed. G runs in train mode (BatchNorm on
-    batch statistics, as in training): short runs have unreliable running statistics."""
-    from fairray.train.gan import to_images
-
-    G.train()
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, z_dim, generator=g)
-    dev = next(G.parameters()).device
-    images = np.concatenate([to_images(G(z[i:i + batch].to(dev))) for i in range(0, n, batch)])
-    return images, z.numpy()
 
 
 def bootstrap_ci(values: np.ndarray, stat, n_boot: int = 200, seed: int = 0, level: float = 0.95

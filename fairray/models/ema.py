@@ -1,22 +1,44 @@
-"""EMA of a generator's weights, on torch's own AveragedModel.
+"""EMA of a generator's weights with StyleGAN2-ADA's half-life schedule.
 
-Parameters are averaged; buffers (BatchNorm running stats, spectral-norm u/v) are copied from the live model at
-every update (`use_buffers=False` does exactly that), as StyleGAN does, so the EMA generator's normalisation
-matches its training-time statistics. BigGAN/fairgen start averaging late (iteration 1000): before `start`
-updates the EMA just copies, so early, bad weights do not linger in it.
+The averaging horizon is given in images, not steps: after a step of `batch` images the EMA keeps
+beta = 0.5 ** (batch / ema_nimg) of itself, so `ema_kimg` is the half-life in thousands of images whatever the
+batch size or world size. With `rampup`, the horizon is at most `rampup` x the images seen so far: a short run's
+EMA follows its recent weights instead of holding on to its first ones (stylegan2-ada-pytorch, training_loop.py).
+Buffers (BatchNorm running statistics, spectral-norm u/v) are copied, not averaged, so the EMA generator's
+normalisation matches the live one's.
 """
 
 from __future__ import annotations
 
+import copy
+
+import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 
-def ema_model(model: nn.Module, decay: float = 0.999, start: int = 0) -> AveragedModel:
-    """An EMA copy of `model`; call `.update_parameters(model)` after each optimizer step, use `.module`."""
-    ema, copy = get_ema_multi_avg_fn(decay), get_ema_multi_avg_fn(0.0)
+def ema_beta(batch: int, nimg: int, ema_kimg: float, rampup: float | None) -> float:
+    """The fraction of the old EMA kept after a step of `batch` images, `nimg` images into training."""
+    ema_nimg = ema_kimg * 1000
+    if rampup is not None:
+        ema_nimg = min(ema_nimg, nimg * rampup)
+    return 0.5 ** (batch / max(ema_nimg, 1e-8))
 
-    def avg(ema_params, params, n_averaged) -> None:
-        (ema if n_averaged.item() >= start else copy)(ema_params, params, n_averaged)
 
-    return AveragedModel(model, multi_avg_fn=avg if start > 0 else ema, use_buffers=False)
+class Ema(nn.Module):
+    """An averaged copy of `model` (`.module`); call `.update(model, nimg, batch)` after each optimizer step."""
+
+    def __init__(self, model: nn.Module, ema_kimg: float, rampup: float | None = None):
+        super().__init__()
+        self.module = copy.deepcopy(model).requires_grad_(False)
+        self.ema_kimg, self.rampup = ema_kimg, rampup
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, nimg: int, batch: int) -> None:
+        beta = ema_beta(batch, nimg, self.ema_kimg, self.rampup)
+        for p_ema, p in zip(self.module.parameters(), model.parameters(), strict=True):
+            p_ema.copy_(p.detach().lerp(p_ema, beta))
+        for b_ema, b in zip(self.module.buffers(), model.buffers(), strict=True):
+            b_ema.copy_(b)
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)

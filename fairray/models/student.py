@@ -4,7 +4,7 @@ Student: Linear z -> (4w*, 4, 4), then one residual block per doubling: BN -> Re
 pointwise 1x1 -> BN -> ReLU -> depthwise 3x3 -> pointwise 1x1, plus a bilinear x2 + 1x1 shortcut; head BN -> ReLU ->
 3x3 conv -> tanh. Depthwise-separable convs make width cheap, so a student of 1/4 the teacher's parameters is still
 reasonably wide. It takes the teacher's z (same z_dim) and has the fairray generator interface (z_dim, n_classes,
-resolution; forward(z, y=None)), so `fairray.metrics.generated.sample` works on it unchanged.
+resolution; forward(z, y=None)), so `fairray.models.generator_io.sample` works on it unchanged.
 """
 
 from __future__ import annotations

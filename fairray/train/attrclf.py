@@ -7,7 +7,6 @@ calibration.png (reliability diagrams after calibration), accuracy_by_group.csv.
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -22,10 +21,10 @@ from fairray.data.attributes import ALL_ATTRIBUTES, attribute_values
 from fairray.data.loading import load_split
 from fairray.data.table import read_table
 from fairray.models.classifiers import AttributeClassifier, ClassifierConfig
-from fairray.ray_env import (
-    fit_torch,
-    train_worker,
-)
+from fairray.ray_env import fit_torch
+from fairray.stage import RunContext
+from fairray.train.checkpoint import load_state
+from fairray.train.loop import Means, Phase, Session, TickClock, prepare, to_unit, unwrap
 
 IGNORE = -100
 GROUP_COLUMNS = ("gender", "tone4")
@@ -92,76 +91,70 @@ def accuracies(logits: dict[str, np.ndarray], y: torch.Tensor) -> dict[str, floa
     return acc
 
 
-def train_loop(config: dict) -> None:
-    """Runs on every Ray Train worker: shard rows by rank, DDP, rank 0 validates and checkpoints each epoch."""
-    import ray.train
-    import ray.train.torch
+class MultiHeadLoss:
+    """Cross-entropy summed over heads; unlabelled entries (IGNORE) do not count. One phase, "main"."""
 
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+
+    def accumulate_gradients(self, phase: str, batch: dict) -> tuple[torch.Tensor, dict]:
+        loss = multi_head_loss(self.model(batch["x"]), batch["y"])
+        return loss, {"train_loss": loss}
+
+
+def train_loop(config: dict) -> None:
+    """Runs on every Ray Train worker: shard rows by rank, DDP, rank 0 validates; a checkpoint every epoch."""
+    # Initialize: this rank's rows (rank 0 also holds the val split)
     cfg = AttrClfConfig.model_validate(config["cfg"])
     codes: dict[str, list[int]] = config["codes"]
-    rank, world, device = train_worker(config)
+    s = Session.ray(config, cfg.ray.precision, "attrclf")
     torch.manual_seed(cfg.seed)
-    x_tr, df_tr = load_split(Path(config["dataset"]), "train", list(codes), rank, world, cfg.resolution)
+    x_tr, df_tr = load_split(Path(config["dataset"]), "train", list(codes), s.rank, s.world, cfg.resolution)
+    s.count_dropped([df_tr])
     y_tr = targets(df_tr, codes)
-    if rank == 0:
+    if s.rank == 0:
         x_va, df_va = load_split(Path(config["dataset"]), "val", list(codes), size=cfg.resolution)
         y_va = targets(df_va, codes)
+
+    # Network, optimizer, one-cycle schedule; a restarted worker group or a same-name re-run continues here
     model = AttributeClassifier(ClassifierConfig({h: len(c) for h, c in codes.items()}, cfg.resolution,
-                                                 cfg.width, tuple(cfg.blocks)))
+                                                 cfg.width, tuple(cfg.blocks))).to(s.device)
     steps_per_epoch = max(1, len(x_tr) // cfg.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
-    start = 0
-    ckpt = ray.train.get_checkpoint()
-    if ckpt:  # a restarted worker group or a re-run with the same name continues here
-        with ckpt.as_directory() as d:
-            state = torch.load(Path(d) / "train_state.pt", weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        start = state["epoch"] + 1
-    model = ray.train.torch.prepare_model(model)
-    amp = device.type == "cuda"
-    for epoch in range(start, cfg.epochs):
+    stateful = {"model": model, "opt": opt, "sched": sched}
+    s.resume(stateful)
+    model = prepare(model)
+    step_img = cfg.batch_size * s.world
+    clock = TickClock(cfg.epochs * steps_per_epoch * step_img, steps_per_epoch * step_img, s.step * step_img)
+    phases, loss, means = [Phase("main", opt, sched=sched)], MultiHeadLoss(model), Means()
+
+    # Train: one tick per epoch, each epoch a fresh permutation seeded by (seed, epoch, rank)
+    for epoch in range(s.step // steps_per_epoch, cfg.epochs):
         model.train()
-        g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch * 10 + rank)
+        g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch * 10 + s.rank)
         perm = torch.randperm(len(x_tr), generator=g)
-        t0, total = time.perf_counter(), 0.0
-        for s in range(steps_per_epoch):
-            idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
-            x = torch.from_numpy(x_tr[idx.numpy()]).to(device).permute(0, 3, 1, 2).float().div_(255)
-            if cfg.augment:
-                x = augment(x, g)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                loss = multi_head_loss(model(x), y_tr[idx].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item()
-        metrics = {"epoch": epoch, "train_loss": total / steps_per_epoch,
-                   "train_img_per_s": steps_per_epoch * cfg.batch_size * world / (time.perf_counter() - t0)}
-        if rank == 0:
-            inner = model.module if hasattr(model, "module") else model
-            acc = accuracies(predict_logits(inner, x_va, device.type), y_va)
-            metrics |= {f"acc_{h}_val": a for h, a in acc.items()}
-            print(f"epoch {epoch + 1}/{cfg.epochs}  loss {metrics['train_loss']:.3f}  "
-                  f"{metrics['train_img_per_s']:.0f} img/s  val acc " + " ".join(f"{h} {a:.3f}" for h, a in acc.items()),
-                  flush=True)
-            with tempfile.TemporaryDirectory() as d:
-                torch.save({"model": inner.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                            "epoch": epoch}, Path(d) / "train_state.pt")
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
-        else:
-            ray.train.report(metrics)
+        for i in range(steps_per_epoch):
+            idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            x = to_unit(torch.from_numpy(x_tr[idx.numpy()]), s.device, signed=False)
+            batch = {"x": augment(x, g) if cfg.augment else x, "y": y_tr[idx].to(s.device)}
+            s.run_phases(loss, phases, batch, means)
+            clock.advance(step_img)
+        m = {"epoch": epoch, **means.pop()}
+        if s.rank == 0:
+            m |= {f"acc_{h}_val": a for h, a in accuracies(predict_logits(unwrap(model), x_va, s.device.type), y_va).items()}
+        line = (f"epoch {epoch + 1}/{cfg.epochs} loss {m['train_loss']:.3f} val acc "
+                + " ".join(f"{k[4:-4]} {v:.3f}" for k, v in m.items() if k.startswith("acc_")))
+        s.end_tick(clock, m, line, lambda: s.state(stateful, clock.nimg), snapshot=True)
 
 
 def fit(cfg: AttrClfConfig, dataset: Path, out: Path, name: str = "attrclf") -> Path:
     """Run the Ray Train job; returns the directory of the last checkpoint."""
     codes = head_codes(dataset, cfg.heads)
+    storage = (Path(out) / "ray_results").resolve()
     return fit_torch(train_loop, {"cfg": cfg.model_dump(mode="json"), "codes": codes,
-                                  "dataset": str(Path(dataset).resolve())},
-                     cfg.ray, name, Path(out) / "ray_results", what="attribute classifier training")
+                                  "dataset": str(Path(dataset).resolve()), "run_dir": str(storage / name)},
+                     cfg.ray, name, storage, what="attribute classifier training")
 
 
 def finalize(cfg: AttrClfConfig, dataset: Path, ckpt_dir: Path, out: Path) -> dict:
@@ -169,7 +162,7 @@ def finalize(cfg: AttrClfConfig, dataset: Path, ckpt_dir: Path, out: Path) -> di
     from fairray.metrics.calibration import calibrated_probs, ece, fit_temperature, reliability_figure
     from fairray.report import fig_png
 
-    state = torch.load(Path(ckpt_dir) / "train_state.pt", weights_only=False)
+    state = load_state(Path(ckpt_dir))
     codes = head_codes(dataset, cfg.heads)
     mcfg = ClassifierConfig({h: len(c) for h, c in codes.items()}, cfg.resolution, cfg.width, tuple(cfg.blocks))
     model = AttributeClassifier(mcfg)
@@ -204,17 +197,17 @@ def finalize(cfg: AttrClfConfig, dataset: Path, ckpt_dir: Path, out: Path) -> di
     return metrics
 
 
-def run(cfg: AttrClfConfig, out: Path, progress: bool = True, tracker=None, parent=None) -> dict:
+def run(cfg: AttrClfConfig, out: Path, ctx: RunContext | None = None) -> dict:
     """Data (given or rendered) -> Ray Train fit -> calibration/evaluation -> MLflow run. Returns metrics."""
     from fairray.data import synth_dataset
-    from fairray.tracking import Tracker
 
-    out = Path(out)
+    ctx, out = ctx or RunContext(), Path(out)
     dataset = Path(cfg.dataset) if cfg.dataset else out / "data" / "synthfaces"
     if cfg.dataset is None and not (dataset / "dataset.json").is_file():
-        synth_dataset.build(cfg.synth, dataset, progress=progress)
-    tracker = tracker or Tracker(out, cfg.tracking.experiment, cfg.tracking.uri, cfg.tracking.enabled)
-    with tracker.run("train-attrclf", parent=parent, tags={"fairray.command": "train-attrclf"}) as run_:
+        synth_dataset.build(cfg.synth, dataset, progress=ctx.progress)
+    tracker = ctx.tracker_for(out, cfg)
+    with tracker.run(ctx.name or "train-attrclf", parent=ctx.parent,
+                     tags={"fairray.command": "train-attrclf", **ctx.tags}) as run_:
         run_.log_params(cfg.model_dump(mode="json") | {"dataset": str(dataset)})
         t0 = time.perf_counter()
         ckpt = fit(cfg, dataset, out)

@@ -12,7 +12,6 @@ Train start-up, ~20 s saved per fit on small machines).
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,12 +26,10 @@ from fairray.data.loading import load_split
 from fairray.errors import FairrayError
 from fairray.metrics.downstream import bias_direction, calibrated_threshold, evaluate
 from fairray.models.classifiers import AttributeClassifier, ClassifierConfig
-from fairray.ray_env import (
-    autocast_kwargs,
-    fit_torch,
-    resolve_device,
-    train_worker,
-)
+from fairray.ray_env import fit_torch, resolve_device
+from fairray.stage import RunContext
+from fairray.train.checkpoint import load_state
+from fairray.train.loop import Means, Phase, Session, TickClock, prepare, resume_state, to_unit, unwrap
 
 TICKS = 4  # progress lines (and Ray Train checkpoints) per run
 
@@ -73,83 +70,59 @@ def weighted_ce(logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch
     return (F.cross_entropy(logits.float(), y, reduction="none") * w).sum() / w.sum().clamp_min(1e-12)
 
 
+class WeightedCE:
+    """The weighted mean cross-entropy of the target head. One phase, "main"."""
+
+    def __init__(self, model: torch.nn.Module, target: str):
+        self.model, self.target = model, target
+
+    def accumulate_gradients(self, phase: str, batch: dict) -> tuple[torch.Tensor, dict]:
+        loss = weighted_ce(self.model(batch["x"])[self.target], batch["y"], batch["w"])
+        return loss, {"train_loss": loss}
+
+
 def fit_loop(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, w: np.ndarray, cfg: FairClassifierConfig,
              device: torch.device, world: int = 1, rank: int = 0, state: dict | None = None,
-             on_tick: Callable[[dict, dict], None] | None = None) -> torch.nn.Module:
-    """Weighted-CE training for cfg.kimg thousand images (over all ranks); on_tick(metrics, state) 4 times."""
-    inner = model.module if hasattr(model, "module") else model
-    steps = max(1, int(cfg.kimg * 1000) // (cfg.batch_size * world))
+             on_tick: Callable[[dict, dict], None] | None = None, session: Session | None = None
+             ) -> torch.nn.Module:
+    """Weighted-CE training for cfg.kimg thousand images (over all ranks); on_tick(metrics, state) TICKS times.
+    Runs in a Ray Train worker (pass its session) or in-process (Tune trials, backend=local)."""
+    s = session or Session(rank, world, device, cfg.ray.precision, name="classifier")
+    inner = unwrap(model)
+    step_img = cfg.batch_size * s.world
+    steps = max(1, int(cfg.kimg * 1000) // step_img)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)
-    step = 0
-    if state is not None:
-        inner.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        step = state["step"]
-    g = torch.Generator().manual_seed(cfg.seed * 1009 + rank * 17 + step)
+    stateful = {"model": inner, "opt": opt, "sched": sched}
+    s.restore(state, stateful)
+    g = torch.Generator().manual_seed(cfg.seed * 1009 + s.rank * 17 + s.step)
     y_t, w_t = torch.from_numpy(y), torch.from_numpy(w)
-    tick_every = max(1, steps // TICKS)
-    amp = autocast_kwargs(device, cfg.ray.precision)
-    t0, loss_sum, seen = time.perf_counter(), 0.0, 0
+    clock = TickClock(steps * step_img, max(1, steps // TICKS) * step_img, s.step * step_img)
+    phases, loss, means = [Phase("main", opt, sched=sched)], WeightedCE(model, cfg.target), Means()
     model.train()
-    while step < steps:
+    while not clock.done:
         idx = torch.randint(len(x), (cfg.batch_size,), generator=g)
-        xb = torch.from_numpy(x[idx.numpy()]).to(device).permute(0, 3, 1, 2).float().div_(255)
+        xb = to_unit(torch.from_numpy(x[idx.numpy()]), s.device, signed=False)
         if cfg.hflip:
-            flip = (torch.rand(len(idx), generator=g) < 0.5).to(device)
+            flip = (torch.rand(len(idx), generator=g) < 0.5).to(s.device)
             xb = torch.where(flip.view(-1, 1, 1, 1), xb.flip(3), xb)
-        with torch.autocast(**amp):
-            logits = model(xb)[cfg.target]
-        loss = weighted_ce(logits, y_t[idx].to(device), w_t[idx].to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        step += 1
-        loss_sum, seen = loss_sum + loss.item(), seen + 1
-        if on_tick is not None and (step % tick_every == 0 or step == steps):
-            dt = time.perf_counter() - t0
-            metrics = {"step": step, "kimg": step * cfg.batch_size * world / 1000, "train_loss": loss_sum / seen,
-                       "img_per_s": seen * cfg.batch_size * world / max(dt, 1e-9)}
-            on_tick(metrics, {"model": inner.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                              "step": step})
-            t0, loss_sum, seen = time.perf_counter(), 0.0, 0
+        s.run_phases(loss, phases, {"x": xb, "y": y_t[idx].to(s.device), "w": w_t[idx].to(s.device)}, means)
+        if clock.advance(step_img) and on_tick is not None:
+            on_tick({**clock.lap(), **means.pop()}, s.state(stateful, clock.nimg))
     return inner
 
 
-def _print_tick(cfg: FairClassifierConfig, m: dict) -> None:
-    print(f"classifier {cfg.target}: kimg {m['kimg']:<6.1f} loss {m['train_loss']:.3f}  {m['img_per_s']:.0f} img/s",
-          flush=True)
-
-
 def train_loop(config: dict) -> None:
-    """Ray Train worker: shard the rows by rank, DDP, rank 0 reports + checkpoints each tick."""
-    import ray.train
-    import ray.train.torch
-
+    """Ray Train worker: shard the rows by rank, DDP; every tick reports and checkpoints (rank 0 writes)."""
     cfg = FairClassifierConfig.model_validate(config["cfg"])
-    rank, world, device = train_worker(config)
+    s = Session.ray(config, cfg.ray.precision, f"classifier {cfg.target}")
     torch.manual_seed(cfg.seed)
-    x, y, w, _ = training_rows(cfg, Path(config["dataset"]), rank, world)
-    model = build_model(cfg).to(device)
-    state = None
-    ckpt = ray.train.get_checkpoint()
-    if ckpt:  # a restarted worker group (or a re-run with the same name) continues here
-        with ckpt.as_directory() as d:
-            state = torch.load(Path(d) / "classifier.pt", weights_only=False)
-    model = ray.train.torch.prepare_model(model, move_to_device=False)
-
-    def on_tick(metrics: dict, st: dict) -> None:
-        if rank == 0:
-            _print_tick(cfg, metrics)
-            with tempfile.TemporaryDirectory() as d:
-                torch.save(st, Path(d) / "classifier.pt")
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
-        else:
-            ray.train.report(metrics)
-
-    fit_loop(model, x, y, w, cfg, device, world, rank, state, on_tick)
+    x, y, w, _ = training_rows(cfg, Path(config["dataset"]), s.rank, s.world)
+    model = build_model(cfg).to(s.device)
+    state = resume_state(s.run_dir)  # a restarted worker group (or a re-run with the same name) continues here
+    model = prepare(model)
+    fit_loop(model, x, y, w, cfg, s.device, state=state, session=s,
+             on_tick=lambda m, st: s.publish(len(s.history) + 1, m, f"loss {m['train_loss']:.3f}", lambda: st, True))
 
 
 def fit(cfg: FairClassifierConfig, dataset: Path, out: Path, name: str = "classifier") -> dict:
@@ -159,11 +132,18 @@ def fit(cfg: FairClassifierConfig, dataset: Path, out: Path, name: str = "classi
         x, y, w, _ = training_rows(cfg, dataset)
         device = torch.device(resolve_device(cfg.ray.device))
         model = fit_loop(build_model(cfg).to(device), x, y, w, cfg, device,
-                         on_tick=lambda m, s: _print_tick(cfg, m))
+                         on_tick=lambda m, s: print_tick(cfg, m))
         return {k: v.cpu() for k, v in model.state_dict().items()}
-    ckpt = fit_torch(train_loop, {"cfg": cfg.model_dump(mode="json"), "dataset": str(Path(dataset).resolve())},
-                     cfg.ray, name, Path(out) / "ray_results", what="classifier training")
-    return torch.load(ckpt / "classifier.pt", weights_only=False)["model"]
+    storage = (Path(out) / "ray_results").resolve()
+    ckpt = fit_torch(train_loop, {"cfg": cfg.model_dump(mode="json"), "dataset": str(Path(dataset).resolve()),
+                                  "run_dir": str(storage / name)},
+                     cfg.ray, name, storage, what="classifier training")
+    return load_state(ckpt)["model"]
+
+
+def print_tick(cfg: FairClassifierConfig, m: dict) -> None:
+    print(f"classifier {cfg.target}: kimg {m['kimg']:<6.1f} loss {m['train_loss']:.3f}  {m['img_per_s']:.0f} img/s",
+          flush=True)
 
 
 @torch.no_grad()
@@ -215,16 +195,15 @@ def check_columns(cfg: FairClassifierConfig, dataset: Path) -> None:
         raise FairrayError(f"{dataset} has no column(s) {missing}; columns: {sorted(df.columns)}")
 
 
-def run(cfg: FairClassifierConfig, out: Path, name: str = "classifier", tracker=None, parent=None,
-        tags: dict[str, str] | None = None, progress: bool = False) -> dict[str, float]:
-    """Data -> fit -> metrics on the balanced test split, in an MLflow run. Returns the metrics."""
-    from fairray.tracking import Tracker
-
-    out = Path(out)
-    dataset = dataset_path(cfg, out, progress)
+def run(cfg: FairClassifierConfig, out: Path, ctx: RunContext | None = None) -> dict[str, float]:
+    """Data -> fit -> metrics on the balanced test split, in an MLflow run named ctx.name (default "classifier")
+    with ctx.tags. Returns the metrics."""
+    ctx, out = ctx or RunContext(progress=False), Path(out)
+    name = ctx.name or "classifier"
+    dataset = dataset_path(cfg, out, ctx.progress)
     check_columns(cfg, dataset)
-    tracker = tracker or Tracker(out, cfg.tracking.experiment, cfg.tracking.uri, cfg.tracking.enabled)
-    with tracker.run(name, parent=parent, tags={"fairray.command": "train-classifier", **(tags or {})}) as mlrun:
+    tracker = ctx.tracker_for(out, cfg)
+    with tracker.run(name, parent=ctx.parent, tags={"fairray.command": "train-classifier", **ctx.tags}) as mlrun:
         mlrun.log_params(cfg.model_dump(mode="json") | {"dataset": str(dataset)})
         t0 = time.perf_counter()
         state = fit(cfg, dataset, out, name)

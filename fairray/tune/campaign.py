@@ -25,8 +25,9 @@ from typing import Any
 
 import pandas as pd
 
-from fairray.config import ReweightConfig, TuneCampaignConfig, dump_config
+from fairray.config import ReweightConfig, TuneCampaignConfig, apply_override, dump_config
 from fairray.errors import FairrayError
+from fairray.stage import RunContext
 from fairray.tune.spaces import Space, describe
 from fairray.tune.trainables import Trainable, data_key, get_trainable, trial_main
 
@@ -150,7 +151,7 @@ def prepare(trainable: Trainable, space: Space, cfg: TuneCampaignConfig, base: A
         clf = out / "attrclf"
         if not (clf / "attrclf" / "metrics.json").is_file():
             say("training the attrclf labeler (set labeler=attrclf:DIR to reuse one)")
-            attrclf.run(cfg.attrclf, clf, progress=False)
+            attrclf.run(cfg.attrclf, clf, RunContext(progress=False))
         labeler = f"attrclf:{(clf / 'attrclf').resolve()}"
     return {"datasets": datasets, "data_defaults": defaults, "labeler": labeler, "fingerprint": fingerprint(paths)}
 
@@ -164,7 +165,6 @@ def run_campaign(space: Space, cfg: TuneCampaignConfig, out: Path, config_path: 
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    from fairray.config import _deep_merge
     from fairray.ray_env import init_ray
     from fairray.tracking import Tracker
 
@@ -173,17 +173,11 @@ def run_campaign(space: Space, cfg: TuneCampaignConfig, out: Path, config_path: 
     name = cfg.name or space.name
     trainable = get_trainable(space.spec.trainable)
     if trainable.kind == "point":
-        from fairray.tune.trainables import import_path
-
-        import_path(trainable.run or "", f"trainable {trainable.name!r}")  # fail before any trial starts
-    cls = trainable.config_class()
+        trainable.run_stage()  # an import error fails here, not in every trial
     fixed: dict = {}
-    from fairray.config import apply_override
-
     for k, v in space.spec.fixed.items():
         apply_override(fixed, f"{k}={json.dumps(v)}")
-    merged = _deep_merge(fixed, cfg.base, cls) if cls is not None else {**fixed, **cfg.base}
-    base = trainable.build(merged, "base")
+    base = trainable.build(trainable.merge(fixed, cfg.base), "base")
     init_ray(cfg.ray.address)
     say(describe(space))
     prep = prepare(trainable, space, cfg, base, out, say)
@@ -203,7 +197,7 @@ def run_campaign(space: Space, cfg: TuneCampaignConfig, out: Path, config_path: 
             raise FairrayError(f"campaign {name!r} in {out} was started with a different space; re-run it unchanged "
                                "to continue, or pick a new name (--set name=...) or --out")
     (out / f"{name}.campaign.json").write_text(json.dumps({"space_digest": digest, "space": str(space.path)}))
-    dump = base.model_dump(mode="json") if hasattr(base, "model_dump") else base
+    dump = base.model_dump(mode="json")
     with tracker.run(name, tags={"fairray.campaign_root": name, "fairray.command": "tune", STATE_TAG: digest},
                      run_id=parent_id, parent=parent_run) as parent:
         if parent_id is None:

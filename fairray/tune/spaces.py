@@ -226,7 +226,7 @@ def _check_key(space: Space, trainable, where: str, key: str) -> None:
     if key in trainable.data_params:
         return
     known = trainable.settings()
-    if known is not None and key.split(".")[0] not in known:
+    if key.split(".")[0] not in known:
         raise FairrayError(f"{space.path}: {where}: {trainable.name} has no setting {key.split('.')[0]!r} "
                            f"(settings: {', '.join(sorted(known) + sorted(trainable.data_params))})")
 

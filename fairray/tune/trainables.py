@@ -11,14 +11,14 @@ checkpoint. Kinds:
   run's newest complete checkpoint (same name and storage).
 * `classifier`: fairray.train.classifier's training loop in the trial process, evaluated on the balanced test
   split at each of its ticks; the model/optimizer state is the Tune checkpoint.
-* `point`: any `fn(cfg, out: Path) -> dict[str, float]` (DiGA, distillation): one evaluation per trial.
+* `point`: a stage, `run(cfg, out, ctx) -> metrics` (fairray.stage), called once per trial with the trial's
+  directory and a RunContext whose parent is the trial's child run (DiGA, distillation).
 
-Wiring a new trainable is one entry in TRAINABLES.
+Wiring a new trainable is one `Trainable(...)` in TRAINABLES.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import tempfile
@@ -26,13 +26,32 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import ValidationError
 
+from fairray.config import (
+    Cfg,
+    DigaConfig,
+    DistillConfig,
+    FairClassifierConfig,
+    GanConfig,
+    apply_override,
+    format_validation_error,
+    merge_overrides,
+    with_section_defaults,
+)
 from fairray.errors import FairrayError
+from fairray.stage import RunContext, Stage
 
 EVAL_SEED = 7  # every trial is judged on the same latents
+
+
+class Metric(NamedTuple):
+    """A reported metric and its direction; {attr} and {n} in the name are filled from the trial's config."""
+
+    name: str
+    mode: Literal["min", "max"]
 
 
 @dataclass(frozen=True)
@@ -40,40 +59,35 @@ class Trainable:
     """A tunable job: its config class, how a trial runs it, and the fairness/quality metrics it reports."""
 
     name: str
-    config: str  # "module:Class": the pydantic config whose settings a space fixes or searches
+    config: type[Cfg]  # the pydantic config whose settings a space fixes or searches
     kind: Literal["gan", "classifier", "point"]
-    fairness: tuple[str, str]  # (metric name, mode); {attr} and {n} are filled from the config and eval_n
-    quality: tuple[str, str]
-    run: str | None = None  # point kind: "module:function", fn(cfg, out: Path) -> dict[str, float]
+    fairness: Metric
+    quality: Metric
+    # point kind: returns the stage function. A loader, not the function, because the stages pull in torch,
+    # Ray Train and sklearn, which validating a space (the CLI's first step) must not pay for.
+    stage: Callable[[], Stage] | None = None
     data_params: dict[str, tuple[float, float]] = field(default_factory=dict)  # settings of the data, not the job
-    params_hint: tuple[str, ...] = ()  # setting names accepted while `config` does not exist yet
     description: str = ""
 
-    def config_class(self) -> type | None:
-        module, _, cls = self.config.partition(":")
-        try:
-            return getattr(importlib.import_module(module), cls)
-        except (ImportError, AttributeError):
-            return None
+    def run_stage(self) -> Stage:
+        if self.stage is None:
+            raise FairrayError(f"trainable {self.name!r} ({self.kind}) is not a point stage")
+        return self.stage()
 
-    def settings(self) -> set[str] | None:
-        cls = self.config_class()
-        if cls is not None:
-            return set(cls.model_fields)
-        return set(self.params_hint) or None
+    def settings(self) -> set[str]:
+        return set(self.config.model_fields)
 
     def build(self, data: dict, where: str = "config") -> Any:
         """The trainable's config from nested overrides (unknown keys and bad values are FairrayErrors)."""
-        from fairray.config import _with_defaults, format_validation_error
-
-        cls = self.config_class()
-        if cls is None:
-            return dict(data)
         try:
-            return cls.model_validate(_with_defaults(cls, data))
+            return self.config.model_validate(with_section_defaults(self.config, data))
         except ValidationError as e:
-            raise FairrayError(f"{where}: " + format_validation_error(cls, e).removeprefix("config error: ")
+            raise FairrayError(f"{where}: " + format_validation_error(self.config, e).removeprefix("config error: ")
                                ) from None
+
+    def merge(self, base: dict, update: dict) -> dict:
+        """`update` over `base`, nested sections merged key by key (what `build` then validates)."""
+        return merge_overrides(self.config, base, update)
 
     def validate(self, data: dict, where: str) -> None:
         self.build(data, where)
@@ -88,52 +102,59 @@ class Trainable:
         if self.kind == "gan":
             return space.spec.budget.evaluations
         if self.kind == "classifier":
-            if cfg is None:
-                from fairray.train.classifier import TICKS
+            from fairray.train.classifier import TICKS
 
+            if cfg is None:
                 return TICKS
             steps = max(1, int(cfg.kimg * 1000) // cfg.batch_size)
-            every = max(1, steps // _classifier_ticks())
+            every = max(1, steps // TICKS)
             return steps // every + (1 if steps % every else 0)
         return 1
 
-    def metric_names(self, objective, cfg: Any, eval_n: int) -> dict[str, tuple[str, str]]:
-        """{"fairness": (name, mode), "quality": (name, mode)} with the space's overrides applied."""
+    def metric_names(self, objective, cfg: Any, eval_n: int) -> dict[str, Metric]:
+        """{"fairness": (name, mode), "quality": (name, mode)} with the space's overrides applied. A point stage
+        scores its own samples, so its config's eval_n names the metrics; the campaign's eval_n otherwise."""
         from fairray.metrics.generated import count_tag
 
+        if self.kind == "point":
+            eval_n = getattr(cfg, "eval_n", eval_n)
         attrs = getattr(cfg, "eval_attributes", None) or ["gender"]
         fill = {"attr": attrs[0], "n": count_tag(eval_n)}
         out = {}
         for key in ("fairness", "quality"):
             name, mode = getattr(self, key)
-            out[key] = (getattr(objective, key) or name.format(**fill), mode)
+            out[key] = Metric(getattr(objective, key) or name.format(**fill), mode)
         return out
 
     def mode_of(self, metric: str, objective) -> str:
         if metric == "combined":
             return "min"
-        return getattr(self, metric)[1]
+        return getattr(self, metric).mode
 
 
-def _classifier_ticks() -> int:
-    from fairray.train.classifier import TICKS
+def _diga_stage() -> Stage:
+    from fairray.debias import directions
 
-    return TICKS
+    return directions.run
+
+
+def _distill_stage() -> Stage:
+    from fairray.train import distill
+
+    return distill.run
 
 
 TRAINABLES: dict[str, Trainable] = {t.name: t for t in [
-    Trainable("gan", "fairray.config:GanConfig", "gan", ("fairness_discrepancy_{attr}_{n}", "min"),
-              ("fd_attrclf_{n}", "min"), data_params={"perc": (0.0, 1.0), "clip_quantile": (0.0, 1.0)},
+    Trainable("gan", GanConfig, "gan", Metric("fairness_discrepancy_{attr}_{n}", "min"), Metric("fd_attrclf_{n}", "min"),
+              data_params={"perc": (0.0, 1.0), "clip_quantile": (0.0, 1.0)},
               description="fairgen-reweighted GAN (Ray Train DDP); perc and clip_quantile pick the weighted dataset"),
-    Trainable("classifier", "fairray.config:FairClassifierConfig", "classifier", ("eo_gap", "min"), ("acc", "max"),
+    Trainable("classifier", FairClassifierConfig, "classifier", Metric("eo_gap", "min"), Metric("acc", "max"),
               description="downstream target classifier; fairness and accuracy on the balanced test split"),
-    # DiGA and distillation: point trainables; their functions land with their issues.
-    Trainable("diga", "fairray.config:DigaConfig", "point", ("eo_gap", "min"), ("acc", "max"),
-              run="fairray.debias.directions:diga_point",
+    # coefficient and strength are DigaConfig fields: with both set, directions.run is exactly one (c, s) point
+    Trainable("diga", DigaConfig, "point", Metric("eo_gap", "min"), Metric("acc", "max"), stage=_diga_stage,
               description="DiGA edit augmentation: combination coefficient c and edit strength s"),
-    Trainable("distill", "fairray.config:DistillConfig", "point", ("fairness_discrepancy_{attr}_{n}", "min"),
-              ("fd_attrclf_{n}", "min"), run="fairray.train.distill:run",
-              params_hint=("lambda_adv", "lambda_feat", "lambda_pix", "lambda_fair", "k_schedule", "kimg", "seed"),
+    Trainable("distill", DistillConfig, "point", Metric("fairness_discrepancy_{attr}_{n}", "min"),
+              Metric("fd_attrclf_{n}", "min"), stage=_distill_stage,
               description="fair distillation of a small student generator: loss weights and k schedule"),
 ]}
 
@@ -142,14 +163,6 @@ def get_trainable(name: str, where: str = "trainable") -> Trainable:
     if name not in TRAINABLES:
         raise FairrayError(f"{where}: unknown trainable {name!r} (known: {', '.join(TRAINABLES)})")
     return TRAINABLES[name]
-
-
-def import_path(spec: str, what: str) -> Callable:
-    module, _, fn = spec.partition(":")
-    try:
-        return getattr(importlib.import_module(module), fn)
-    except (ImportError, AttributeError) as e:
-        raise FairrayError(f"{what} is not available yet ({spec}: {e})") from None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -189,8 +202,6 @@ def objective_value(metrics: dict[str, float], ctx: dict) -> float:
 
 def split_params(trainable: Trainable, params: dict) -> tuple[dict, dict]:
     """Searched values -> (nested config overrides, data settings)."""
-    from fairray.config import apply_override
-
     job: dict = {}
     data = {k: v for k, v in params.items() if k in trainable.data_params}
     for k, v in params.items():
@@ -209,7 +220,6 @@ def trial_main(config: dict, ctx: dict) -> None:
     import torch
     from ray import tune
 
-    from fairray.config import _deep_merge
     from fairray.tracking import Tracker
 
     trainable = get_trainable(ctx["trainable"])
@@ -228,9 +238,7 @@ def trial_main(config: dict, ctx: dict) -> None:
     start = state["iteration"] if state else 0
     events.write("start", iteration=start)
     job, data = split_params(trainable, params)
-    cls = trainable.config_class()
-    merged = _deep_merge(json.loads(json.dumps(ctx["base"])), job, cls) if cls is not None else {**ctx["base"], **job}
-    cfg = trainable.build(merged, f"trial {trial_id}")
+    cfg = trainable.build(trainable.merge(json.loads(json.dumps(ctx["base"])), job), f"trial {trial_id}")
     data = {**ctx.get("data_defaults", {}), **data}
     tracker = Tracker(Path(ctx["out"]), ctx["experiment"], ctx["uri"], ctx["tracking"])
     key = f"{ctx['campaign']}:{trial_id}"
@@ -246,8 +254,7 @@ def trial_main(config: dict, ctx: dict) -> None:
     with tracker.run(f"{ctx['campaign']} {label}", parent=tracker.attach(ctx["parent_run_id"]), tags=tags,
                      run_id=existing) as child:
         if existing is None:
-            dump = cfg.model_dump(mode="json") if hasattr(cfg, "model_dump") else cfg
-            child.log_params({**dump, **{f"data.{k}": v for k, v in data.items()}})
+            child.log_params({**cfg.model_dump(mode="json"), **{f"data.{k}": v for k, v in data.items()}})
         seconds = state["seconds"] if state else 0.0
         t0 = time.perf_counter()
         it = [start]
@@ -267,7 +274,10 @@ def trial_main(config: dict, ctx: dict) -> None:
                 events.write("report", iteration=it[0], done=done, **{k: m[k] for k in ("objective",)})
                 tune.report(m, checkpoint=tune.Checkpoint.from_directory(d))
 
-        RUNNERS[trainable.kind](trainable, cfg, data, ctx, trial_dir, state, child, emit)
+        # stages the trial calls log under its child run; a unique name keeps a stage that reuses its run by name
+        # (distill) from finding another trial's
+        stage_ctx = RunContext(tracker=tracker, parent=child, name=f"{ctx['campaign']}-{trial_id}", progress=False)
+        RUNNERS[trainable.kind](trainable, cfg, data, ctx, trial_dir, state, stage_ctx, emit)
         events.write("finished", iteration=it[0])
 
 
@@ -295,23 +305,27 @@ def reproduce_command(ctx: dict, params: dict) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Runners: (trainable, cfg, data settings, ctx, trial dir, restored state, child run, emit) -> None
+# Runners: (trainable, cfg, data settings, campaign constants, trial dir, restored state, stage context whose parent
+# is the trial's child run, emit) -> None
 
 
-def _run_gan(trainable, cfg, data, ctx, trial_dir, state, child, emit) -> None:
+def _run_gan(trainable, cfg, data, ctx, trial_dir, state, stage_ctx: RunContext, emit) -> None:
     """Stage k trains to kimg * k / stages (one Ray Train run, resumed stage to stage), then evaluates."""
+    from fairray.data.reference import reference_images
     from fairray.data.table import read_table
     from fairray.labelers.registry import load_labeler
-    from fairray.metrics.generated import count_tag, evaluate_samples, sample
+    from fairray.metrics.generated import count_tag, evaluate_samples
+    from fairray.models.generator_io import load_generator, sample
     from fairray.report import grid_figure, shares_figure
     from fairray.train import gan
 
     dataset = Path(ctx["datasets"][data_key(data)])
     cfg = cfg.model_copy(update={"dataset": str(dataset), "name": "gan"})
     labeler = load_labeler(ctx["labeler"])
-    ref = gan.reference_images(dataset, cfg.resolution, ctx["eval_n"])
+    ref = reference_images(dataset, cfg.resolution, ctx["eval_n"])
     train = read_table(dataset, columns=["split", "subset", *cfg.eval_attributes])
     train = train[(train.split == "train") & (train.subset != "reference")]
+    child = stage_ctx.parent
     tracking = {"out": ctx["out"], "experiment": ctx["experiment"], "uri": ctx["uri"], "run_id": child.run_id}
     stages = ctx["reports"]
     start = state["iteration"] if state else 0
@@ -319,7 +333,7 @@ def _run_gan(trainable, cfg, data, ctx, trial_dir, state, child, emit) -> None:
     for k in range(start, stages):
         stage = cfg.model_copy(update={"kimg": cfg.kimg * (k + 1) / stages})
         ckpt = gan.fit(stage, dataset, trial_dir, tracking if child.live else None)
-        G, _ = gan.load_generator(ckpt)
+        G, _ = load_generator(ckpt)
         images, _ = sample(G, ctx["eval_n"], cfg.z_dim, seed=EVAL_SEED)
         m = evaluate_samples(images, labeler, cfg.eval_attributes, reference=ref)
         m["kimg"] = stage.kimg
@@ -351,7 +365,7 @@ def _close(figures: dict) -> None:
         plt.close(fig)
 
 
-def _run_classifier(trainable, cfg, data, ctx, trial_dir, state, child, emit) -> None:
+def _run_classifier(trainable, cfg, data, ctx, trial_dir, state, stage_ctx: RunContext, emit) -> None:
     """fairray.train.classifier's loop in this process; evaluate (balanced test split) at every tick."""
     import torch
 
@@ -376,9 +390,10 @@ def _run_classifier(trainable, cfg, data, ctx, trial_dir, state, child, emit) ->
     C.fit_loop(model, x, y, w, cfg, torch.device("cpu"), state=state["train"] if state else None, on_tick=on_tick)
 
 
-def _run_point(trainable, cfg, data, ctx, trial_dir, state, child, emit) -> None:
-    fn = import_path(trainable.run, f"trainable {trainable.name!r}")
-    emit(fn(cfg, trial_dir), {}, {}, done=True)
+def _run_point(trainable, cfg, data, ctx, trial_dir, state, stage_ctx: RunContext, emit) -> None:
+    """The trainable's stage once, in the trial's directory (a restart re-runs it there and reuses what it
+    finished)."""
+    emit(trainable.run_stage()(cfg, trial_dir, stage_ctx), {}, {}, done=True)
 
 
 RUNNERS: dict[str, Callable] = {"gan": _run_gan, "classifier": _run_classifier, "point": _run_point}

@@ -1,0 +1,3 @@
+from fairray.cli import app
+
+app()

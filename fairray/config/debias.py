@@ -1,0 +1,73 @@
+"""Debiasing methods: fairgen density-ratio weights, GAN latent pairs, DiGA edits."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from fairray.config.base import Cfg
+from fairray.config.runtime import RayConfig
+from fairray.config.train import FairClassifierConfig, GanConfig
+
+
+class ReweightConfig(Cfg):
+    """fairgen density-ratio weights: reference-vs-biased classifier, calibrated and clipped."""
+
+    dataset: str = Field(..., description="dataset with `subset` biased/reference rows (fairray synth, perc > 0)")
+    resolution: Literal[32, 64, 128] = 32
+    width: int = Field(8, ge=4)
+    blocks: list[int] = Field(default_factory=lambda: [1, 1, 1], min_length=1)
+    epochs: int = Field(8, ge=1, description="passes over the biased train rows; the best val-NLL epoch is kept")
+    batch_size: int = Field(200, ge=2, description="half reference, half biased (fairgen: 100 + 100)")
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(1e-2, ge=0)
+    calibration: Literal["temperature", "isotonic", "none"] = "temperature"
+    clip_quantile: float = Field(0.99, gt=0, le=1, description="weights above this quantile are clipped")
+    report_attributes: list[str] = Field(default_factory=lambda: ["gender"])
+    seed: int = 0
+    ray: RayConfig = Field(default_factory=RayConfig)
+
+
+class GanDebiasConfig(Cfg):
+    """What the two GAN-based classifier debiasing methods share: the classifier, the generator and its training."""
+
+    classifier: FairClassifierConfig = Field(default_factory=FairClassifierConfig)
+    generator: str | None = Field(None, description="GAN checkpoint dir; default: train `gan` on the biased rows")
+    gan: GanConfig = Field(default_factory=lambda: GanConfig(name="debias-gan", kimg=96, tick_kimg=16,
+                                                             snapshot_ticks=6))
+    seed: int = 0
+
+
+class LatentDebiasConfig(GanDebiasConfig):
+    """GAN Data Debiasing: complementary latents z' (target kept, protected flipped) as training pairs."""
+
+    labeler: str | None = Field(None, description="hallucinates target + protected labels, e.g. attrclf:DIR")
+    n_svm: int = Field(10_000, ge=100, description="latents the two hyperplanes are fit on")
+    n_pairs: int = Field(10_000, ge=1, description="(z, z') pairs added to the training set")
+    svm_c: float = Field(1.0, gt=0, description="LinearSVC C")
+    svm_balanced: bool = Field(True, description="class_weight=balanced (hallucinated labels are skewed)")
+    flip_scale: float = Field(2.0, gt=0, description="2: reflect across the protected hyperplane; 1: onto it")
+    synthetic_weight: float = Field(1.0, gt=0, description="per-row loss weight of the generated pairs")
+
+
+class DigaConfig(GanDebiasConfig):
+    """DiGA: invert images into the GAN latent space, edit along n = normalise(w_a - c w_b), augment, classify."""
+
+    labeler: str | None = Field(None, description="judges whether an edit keeps the target (choice of c)")
+    encoder_width: int = Field(32, ge=4)
+    encoder_kimg: float = Field(60.0, gt=0, description="generated (G(z), z) pairs the encoder sees, thousands")
+    encoder_lr: float = Field(1e-3, gt=0)
+    refine_steps: int = Field(10, ge=0, description="latent optimisation steps per image after the encoder")
+    refine_lr: float = Field(0.05, gt=0)
+    c_strong: float = Field(1e-4, gt=0, description="LogisticRegression C of the strongly regularised fit (w_a)")
+    c_weak: float = Field(1e4, gt=0, description="LogisticRegression C of the weakly regularised fit (w_b)")
+    coefficients: list[float] = Field(default_factory=lambda: [round(0.5 + 0.1 * i, 1) for i in range(11)])
+    coefficient: float | None = Field(None, description="fixed c; default: the grid's c whose edits keep the target")
+    strengths: list[float] = Field(default_factory=lambda: [2.0, 3.0, 4.0], description="s grid (--grid)")
+    strength: float = Field(3.0, gt=0, description="edit strength s in latent units")
+    edit: Literal["residual", "generate"] = Field(
+        "residual", description="residual: x + G(z+sn) - G(z) keeps the image's detail; generate: G(z+sn)")
+    choose_n: int = Field(512, ge=16, description="val images edited to choose c")
+    edit_weight: float = Field(1.0, gt=0, description="per-row loss weight of edited images")
+    seed: int = 0

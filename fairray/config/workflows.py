@@ -1,0 +1,110 @@
+"""Multi-stage workflows: FairFace-Generator, Tune campaigns, the end-to-end demo."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from fairray.config.base import Cfg
+from fairray.config.data import SynthConfig
+from fairray.config.debias import LatentDebiasConfig
+from fairray.config.runtime import RayConfig, TrackingConfig
+from fairray.config.train import AttrClfConfig, DistillConfig, FairClassifierConfig, GanConfig
+
+
+class FacegenConfig(Cfg):
+    """FairFace-Generator workflow: train a DCGAN-64 on a labeled face set, generate N faces, annotate training and
+    generated faces with the same labeler, report training-vs-generated shares (AI-Face style)."""
+
+    dataset: str | None = Field(None, description="canonical labeled face set; default: render `synth`")
+    synth: SynthConfig = Field(default_factory=lambda: SynthConfig(n=10_000, bias="none", perc=0.0, val_frac=0.05,
+                                                                   test_frac=0.05, resolution=64))
+    generator: str | None = Field(None, description="existing GAN checkpoint dir; default: train `gan`")
+    gan: GanConfig = Field(default_factory=lambda: GanConfig(
+        name="facegen", resolution=64, width=64, z_dim=128, batch_size=64, lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999),
+        loss="bce", kimg=200, tick_kimg=8, snapshot_ticks=5))
+    labeler: str | None = Field(None, description="annotator for training and generated faces (attrclf:DIR, "
+                                                  "fairface:FILE, clip:MODEL:FILE); default: train `attrclf`")
+    attrclf: AttrClfConfig = Field(default_factory=lambda: AttrClfConfig(
+        synth=SynthConfig(n=5_000, bias="none", perc=0.0, seed=1), epochs=3, blocks=[1, 1, 1, 1]))
+    n: int = Field(2_000, ge=10, description="generated faces")
+    seed: int = Field(0, description="latent seed of the generated faces")
+    snapshots: int = Field(1, ge=1, description="draw the n faces evenly from the run's last k checkpoints (same "
+                                                "latents): one DCGAN snapshot's shares swing by 0.1-0.2 between "
+                                                "checkpoints, the pool reads what the run learned")
+    attributes: list[str] = Field(default_factory=lambda: ["gender", "age9", "Young", "skin_tone10", "tone4"],
+                                  description="reported attributes (heads the labeler lacks are skipped)")
+    intersections: list[list[str]] = Field(default_factory=lambda: [["gender", "tone4"], ["gender", "Young"]])
+    tracking: TrackingConfig = Field(default_factory=lambda: TrackingConfig(experiment="fairray-facegen"))
+
+
+class TuneCampaignConfig(Cfg):
+    """`fairray tune SPACE`: the campaign's fixed settings; the space file (tune_spaces/*.yaml) says what is searched."""
+
+    name: str | None = Field(None, description="campaign name (default: the space file's stem); re-running the "
+                                               "same name with the same --out continues it after a crash")
+    base: dict[str, Any] = Field(default_factory=dict, description="settings of the trainable's config, merged "
+                                                                  "over the space's `fixed` (e.g. base.kimg=48)")
+    dataset: str | None = Field(None, description="canonical dataset (biased + reference rows); default: render "
+                                                  "`synth` once per searched perc")
+    synth: SynthConfig = Field(default_factory=lambda: SynthConfig(n=6_000, perc=0.25))
+    ratio_epochs: int = Field(4, ge=1, description="density-ratio classifier epochs (GAN campaigns with weights)")
+    labeler: str | None = Field(None, description="generator fairness labeler (attrclf:DIR); default: train `attrclf`")
+    attrclf: AttrClfConfig = Field(default_factory=lambda: AttrClfConfig(
+        synth=SynthConfig(n=5_000, bias="none", perc=0.0, seed=1), epochs=3, blocks=[1, 1, 1, 1],
+        heads=["gender", "tone4", "Young", "Smiling", "Eyeglasses", "hair"]))
+    eval_n: int = Field(2_000, ge=100, description="generated samples per evaluation (metric names say it: _2k)")
+    trial_cpus: float = Field(0.5, gt=0, description="CPUs the trial process itself holds (its Ray Train workers "
+                                                     "ask for their own)")
+    ray: RayConfig = Field(default_factory=RayConfig)
+    tracking: TrackingConfig = Field(default_factory=lambda: TrackingConfig(experiment="fairray-tune"))
+
+
+DEMO_STEPS = ("data", "attrclf", "label", "balance", "reweight", "gan", "distill", "classifier")
+
+
+class DemoConfig(Cfg):
+    """The end-to-end tour; every stage's config is here, so `--set gan.kimg=60` works."""
+
+    steps: list[Literal[DEMO_STEPS]] = Field(default_factory=lambda: list(DEMO_STEPS))  # type: ignore[valid-type]
+    synth: SynthConfig = Field(default_factory=lambda: SynthConfig(n=8_000, perc=0.25))
+    attrclf: AttrClfConfig = Field(default_factory=lambda: AttrClfConfig(
+        synth=SynthConfig(n=3_000, bias="none", perc=0.0, seed=1), epochs=3, blocks=[1, 1, 1, 1],
+        heads=["gender", "tone4", "Young", "Smiling", "Eyeglasses", "hair"]))
+    ratio_epochs: int = Field(2, ge=1)
+    gan: GanConfig = Field(default_factory=lambda: GanConfig(width=32, kimg=40, tick_kimg=8, snapshot_ticks=5))
+    alphas: list[float] = Field(default_factory=lambda: [0.0, 1.0], min_length=2,
+                                description="the GAN stage is a Ray Tune grid over fairgen's alpha; alpha 0 is "
+                                            "the unweighted GAN (w^0 = 1)")
+    eval_n: int = Field(2_000, ge=100, description="generated samples per GAN for fairness metrics")
+    distill: DistillConfig = Field(default_factory=lambda: DistillConfig(
+        n_pairs=1_000, kimg=4, tick_kimg=1, snapshot_ticks=4, eval_n=1_000, lambda_fair=4.0,
+        # ~60 steps: an EMA much longer than the run is still its first weights (0.99 per step: 12% female
+        # student, teacher 22%; 0.9: 51%); the ramp-up keeps the half-life under 5% of the images seen
+        ema_kimg=0.5, intersections=[["gender", "tone4"]],
+        report_attributes=["gender", "tone4", "Young"]))
+    classifier: LatentDebiasConfig = Field(default_factory=lambda: LatentDebiasConfig(
+        classifier=FairClassifierConfig(synth=SynthConfig(n=3_000, bias="diga", perc=0.5, test_frac=0.2),
+                                        blocks=[1, 1, 1, 1], kimg=5, n_boot=100, backend="local"),
+        n_svm=2_000, n_pairs=2_000))
+    tracking: TrackingConfig = Field(default_factory=lambda: TrackingConfig(experiment="fairray-demo"))
+    grid_size: int = Field(8, ge=2, le=16, description="sample grid is grid_size x grid_size")
+
+    @field_validator("alphas")
+    @classmethod
+    def _alphas(cls, v: list[float]) -> list[float]:
+        if 0.0 not in v or max(v) <= 0 or min(v) < 0:
+            raise ValueError("alphas must include 0 (the unweighted GAN) and at least one alpha > 0")
+        return sorted(set(v))
+
+
+DEMO_PRESETS = {
+    "quick": ["synth.n=3000", "attrclf.synth.n=3000", "attrclf.epochs=2", "ratio_epochs=2", "gan.kimg=16",
+              "gan.tick_kimg=8", "alphas=[0,1]", "eval_n=1000", "distill.n_pairs=1000", "distill.kimg=4",
+              "classifier.classifier.synth.n=2000", "classifier.n_svm=1000", "classifier.n_pairs=1000"],
+    "full": ["synth.n=20000", "attrclf.synth.n=10000", "attrclf.epochs=6", "gan.width=32", "gan.kimg=200",
+             "alphas=[0,0.5,1]", "eval_n=10000", "distill.n_pairs=10000", "distill.kimg=20",
+             "distill.eval_n=4000", "classifier.classifier.synth.n=20000", "classifier.classifier.kimg=40",
+             "classifier.n_svm=10000", "classifier.n_pairs=10000"],
+}

@@ -1,0 +1,61 @@
+"""A trained generator as an object to sample from: build it from its config, load it from a checkpoint, turn its
+output into images. Everything that samples a generator (evaluation, generate, facegen, debiasing, distillation)
+comes here, not to the training loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fairray.config import GanConfig
+from fairray.errors import FairrayError
+from fairray.train.checkpoint import load_state
+
+
+def build_models(cfg: GanConfig) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(G, D) of a GAN config."""
+    from fairray.models.gan_factory import build_gan, gan_config
+
+    width = {"dcgan": "width", "biggan": "ch"}[cfg.model]  # each model names its base width its own way
+    return build_gan(gan_config(cfg.model, resolution=cfg.resolution, z_dim=cfg.z_dim, **{width: cfg.width}))
+
+
+def to_images(x: torch.Tensor) -> np.ndarray:
+    """G output in [-1, 1], NCHW -> uint8 NHWC."""
+    return ((x.float().clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+@torch.no_grad()
+def sample(G: torch.nn.Module, n: int, z_dim: int, seed: int, batch: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """n samples (uint8 NHWC) and their latents, deterministic in seed. G runs in train mode (BatchNorm on
+    batch statistics, as in training): short runs have unreliable running statistics."""
+    G.train()
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, z_dim, generator=g)
+    dev = next(G.parameters()).device
+    images = np.concatenate([to_images(G(z[i:i + batch].to(dev))) for i in range(0, n, batch)])
+    return images, z.numpy()
+
+
+def ema_weights(state: dict) -> dict[str, torch.Tensor]:
+    """The averaged generator's weights from a checkpoint's `G_ema` (an AveragedModel state dict)."""
+    return {k.removeprefix("module."): v for k, v in state["G_ema"].items() if k.startswith("module.")}
+
+
+def load_generator(checkpoint: Path, ema: bool = True) -> tuple[torch.nn.Module, GanConfig]:
+    """G (EMA weights by default) and its config from a complete GAN checkpoint directory."""
+    state = load_state(Path(checkpoint))
+    if state is None or state.get("format", "fairray.gan/1") != "fairray.gan/1":
+        raise FairrayError(f"{checkpoint} is not a complete fairray GAN checkpoint")
+    cfg = GanConfig.model_validate(state["config"])
+    G, _ = build_models(cfg)
+    G.load_state_dict(ema_weights(state) if ema else state["G"])
+    return G.eval(), cfg
+
+
+def history(checkpoint: Path) -> list[dict]:
+    """The tick metrics a training run recorded up to this checkpoint."""
+    state = load_state(Path(checkpoint))
+    return state.get("history", []) if state else []
