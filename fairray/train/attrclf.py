@@ -110,7 +110,7 @@ def train_loop(config: dict) -> None:
     s = Session.ray(config, cfg.ray.precision, "attrclf")
     torch.manual_seed(cfg.seed)
     x_tr, df_tr = load_split(Path(config["dataset"]), "train", list(codes), s.rank, s.world, cfg.resolution)
-    s.count_dropped([df_tr])
+    s.count_dropped(df_tr.attrs.get("bad_rows", 0))
     y_tr = targets(df_tr, codes)
     if s.rank == 0:
         x_va, df_va = load_split(Path(config["dataset"]), "val", list(codes), size=cfg.resolution)

@@ -52,18 +52,19 @@ def dataset_path(cfg: FairClassifierConfig, out: Path, progress: bool = False) -
 
 def training_rows(cfg: FairClassifierConfig, dataset: Path, rank: int = 0, world: int = 1
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """This rank's real + augmented training rows: images, target, weights, and how many are real."""
+    """This rank's real + augmented training rows: images, target, weights, and how many rows the decoder dropped."""
     x, df = load_split(dataset, "train", [cfg.target, "weight"], rank, world, cfg.resolution, cfg.train_subset)
-    xs, ys, ws, n_real = [x], [df[cfg.target].to_numpy()], [df.weight.to_numpy()], len(x)
+    xs, ys, ws, dropped = [x], [df[cfg.target].to_numpy()], [df.weight.to_numpy()], df.attrs.get("bad_rows", 0)
     for aug in cfg.augment_data:
         xa, da = load_split(Path(aug), "train", [cfg.target, "weight"], rank, world, cfg.resolution)
         xs.append(xa)
         ys.append(da[cfg.target].to_numpy())
         ws.append(da.weight.to_numpy())
+        dropped += da.attrs.get("bad_rows", 0)
     y = np.concatenate(ys).astype(np.int64)
     if not np.isin(y, (0, 1)).all():
         raise FairrayError(f"target {cfg.target!r} must be binary 0/1 in every training set")
-    return np.concatenate(xs), y, np.concatenate(ws).astype(np.float32), n_real
+    return np.concatenate(xs), y, np.concatenate(ws).astype(np.float32), dropped
 
 
 def weighted_ce(logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -117,7 +118,8 @@ def train_loop(config: dict) -> None:
     cfg = FairClassifierConfig.model_validate(config["cfg"])
     s = Session.ray(config, cfg.ray.precision, f"classifier {cfg.target}")
     torch.manual_seed(cfg.seed)
-    x, y, w, _ = training_rows(cfg, Path(config["dataset"]), s.rank, s.world)
+    x, y, w, dropped = training_rows(cfg, Path(config["dataset"]), s.rank, s.world)
+    s.count_dropped(dropped)
     model = build_model(cfg).to(s.device)
     state = resume_state(s.run_dir)  # a restarted worker group (or a re-run with the same name) continues here
     model = prepare(model)
@@ -129,7 +131,9 @@ def fit(cfg: FairClassifierConfig, dataset: Path, out: Path, name: str = "classi
     """Train (Ray Train or in-process); returns the final model state dict."""
     if cfg.backend == "local":
         torch.manual_seed(cfg.seed)
-        x, y, w, _ = training_rows(cfg, dataset)
+        x, y, w, dropped = training_rows(cfg, dataset)
+        if dropped:
+            print(f"classifier {cfg.target}: {dropped} row(s) could not be decoded and were left out", flush=True)
         device = torch.device(resolve_device(cfg.ray.device))
         model = fit_loop(build_model(cfg).to(device), x, y, w, cfg, device,
                          on_tick=lambda m, s: print_tick(cfg, m))

@@ -75,7 +75,7 @@ def train_loop(config: dict) -> None:
     s = Session.ray(config, cfg.ray.precision, "gan")
     torch.manual_seed(cfg.seed * 100 + s.rank)
     images, df = load_split(Path(config["dataset"]), "train", ["weight"], s.rank, s.world, cfg.resolution)
-    s.count_dropped([df])
+    s.count_dropped(df.attrs.get("bad_rows", 0))
     w = importance(df.weight.to_numpy(np.float64), cfg.alpha if cfg.reweight != "none" else 0.0)
     w_t = torch.from_numpy(w / w.mean()).float()
 

@@ -182,8 +182,8 @@ class Phase:
 
 @dataclass
 class Session:
-    """One rank's shared machinery. Build with `Session.ray(config, precision)` inside a Ray Train worker or
-    `Session.local(device, precision)` in-process."""
+    """One rank's shared machinery. Build with `Session.ray(config, precision, name)` inside a Ray Train worker or
+    `Session.local(device, precision, name)` in-process."""
 
     rank: int
     world: int
@@ -239,9 +239,8 @@ class Session:
             means.add(stats)
         self.step += 1
 
-    def count_dropped(self, frames: Iterable[Any]) -> int:
-        """Rows the decoder dropped on every rank (load_split records them in df.attrs)."""
-        mine = sum(int(getattr(f, "attrs", {}).get("bad_rows", 0)) for f in frames)
+    def count_dropped(self, mine: int) -> int:
+        """Rows the decoder dropped, summed over ranks (load_split records a shard's count in df.attrs)."""
         self.bad_rows = all_sum(mine, self.device)
         if self.bad_rows and self.rank == 0:
             print(f"{self.name}: {self.bad_rows} row(s) could not be decoded and were left out", flush=True)
