@@ -64,14 +64,25 @@ def shard_paths(dataset: Path) -> list[Path]:
 
 
 def read_table(dataset: Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """Read a dataset's shards into one DataFrame (pass columns=[...] to skip the image bytes)."""
+    """Read a dataset's shards into one DataFrame (pass columns=[...] to skip the image bytes), rows in image_id order.
+
+    Shard names and row order depend on how a table was written (Ray Data names its files by random ids, and its
+    blocks finish in any order), so the same rows must not depend on them: every reader sees one canonical order,
+    which makes training, sampling and balancing from a table reproducible."""
     paths = shard_paths(dataset)
+    have = set(pq.read_schema(paths[0]).names)
     if columns is not None:
-        have = set(pq.read_schema(paths[0]).names)
         missing = [c for c in columns if c not in have]
         if missing:
             raise FairrayError(f"{dataset}: missing column(s) {missing}; it has {sorted(have)}")
-    return pd.concat([pq.read_table(p, columns=columns).to_pandas() for p in paths], ignore_index=True)
+    key = "image_id" in have
+    read = columns if columns is None or not key or "image_id" in columns else [*columns, "image_id"]
+    df = pd.concat([pq.read_table(p, columns=read).to_pandas() for p in paths], ignore_index=True)
+    if key:
+        df = df.sort_values("image_id", kind="stable", ignore_index=True)
+        if read is not columns:
+            df = df.drop(columns="image_id")
+    return df
 
 
 def iter_batches(dataset: Path, batch_size: int, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:

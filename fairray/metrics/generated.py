@@ -2,7 +2,8 @@
 
 Names say the protocol: `fairness_discrepancy_gender_10k` is the L2 distance to uniform of the labeler's hard
 predictions on 10k samples, averaged over `repeats` disjoint sets; `fd_attrclf_10k` is a Frechet distance in
-the attribute classifier's feature space against a reference set (never called FID).
+the attribute classifier's feature space against a reference set (never called FID); `precision_10k`, ...,
+`valid_10k` say whether the samples are images the labeler can be trusted on (`fairray.metrics.validity`).
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ import numpy as np
 
 from fairray.labelers.base import Head, Labeler
 from fairray.metrics.fairness import fairness_discrepancy, kl_to_uniform, shares
+from fairray.metrics.names import count_tag
 
-
-def count_tag(n: int) -> str:
-    return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
+__all__ = ["bootstrap_ci", "count_tag", "evaluate_samples", "fairness_metrics"]
 
 
 def bootstrap_ci(values: np.ndarray, stat, n_boot: int = 200, seed: int = 0, level: float = 0.95
@@ -46,10 +46,14 @@ def fairness_metrics(labels: np.ndarray, head: Head, repeats: int = 1) -> dict[s
 
 
 def evaluate_samples(images: np.ndarray, labeler: Labeler, heads: list[str], reference: np.ndarray | None = None,
-                     repeats: int = 1, batch: int = 500) -> dict[str, float]:
-    """Label samples and compute fairness per head; fd_attrclf against reference images when the labeler
-    exposes features."""
+                     repeats: int = 1, batch: int = 500, nearest_k: int = 5) -> dict[str, float]:
+    """Label samples and compute fairness per head. When the labeler exposes features and reference images are
+    given, also fd_attrclf (against the whole reference) and validity: precision/recall/density/coverage of the
+    samples vs reference half A beside the same of half B vs A, and `valid_<n>` (see fairray.metrics.validity).
+    Features are computed once per image set. Validity is left out when the reference has too few rows for
+    k-NN radii (fewer than 2 x (nearest_k + 2))."""
     from fairray.metrics.quality import feature_stats, frechet_distance
+    from fairray.metrics.validity import min_rows, prdc_metrics, split_halves, validity_metric
 
     probs: dict[str, list[np.ndarray]] = {}
     for i in range(0, len(images), batch):
@@ -65,7 +69,11 @@ def evaluate_samples(images: np.ndarray, labeler: Labeler, heads: list[str], ref
         def feats(x: np.ndarray) -> np.ndarray:
             return np.concatenate([labeler.features(x[i:i + batch]) for i in range(0, len(x), batch)])
 
-        mu1, s1 = feature_stats(feats(images))
-        mu2, s2 = feature_stats(feats(reference))
-        metrics[f"fd_attrclf_{count_tag(len(images))}"] = float(frechet_distance(mu1, s1, mu2, s2))
+        tag = count_tag(len(images))
+        f_fake, f_ref = feats(images), feats(reference)
+        metrics[f"fd_attrclf_{tag}"] = float(frechet_distance(*feature_stats(f_fake), *feature_stats(f_ref)))
+        if len(f_ref) // 2 >= min_rows(nearest_k) and len(f_fake) >= min_rows(nearest_k):
+            a, b = split_halves(len(f_ref))
+            v = prdc_metrics(f_ref[a], f_ref[b], f_fake, nearest_k)
+            metrics |= v | validity_metric(v, tag)
     return metrics

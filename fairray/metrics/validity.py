@@ -1,0 +1,96 @@
+"""Are a generator's samples images the labeler can be trusted on? Precision, recall, density and coverage
+(Naeem et al. 2020, the `prdc` package) in the labeler's feature space, each beside its real-vs-real reference.
+
+A fairness number on generated samples is only a claim about faces if the labeler reads faces: a generator that
+emits noise, or one face, can have any gender share. So every evaluation of generated samples gets
+
+* `precision_<n>`, `recall_<n>`, `density_<n>`, `coverage_<n>`: fake vs real half A of the reference rows;
+* `precision_real_<n>`, ... : real half B vs real half A, the same computation on two real samples of the same
+  size. k-NN manifold metrics depend on sample size, dimension and k, so an absolute threshold would mean
+  different things for different sets; a ratio to the real-vs-real value does not;
+* `valid_<n>`: 1.0 when the rule below holds, else 0.0.
+
+The rule (`VALIDITY_RULE`): samples are valid when precision >= 0.5 x real-vs-real precision AND coverage >= 0.5 x
+real-vs-real coverage. Precision (the share of samples inside the real manifold) guards "not faces": noise or
+broken renders fall outside every real k-NN ball. Coverage (the share of real rows with a sample nearby) guards
+"one face": a collapsed generator can have perfect precision and still cover almost no real row. Recall and
+density are reported, not ruled on: recall is over-optimistic with outliers among the samples, and density has no
+upper bound. Half the real-vs-real value lets an honest, imperfect generator through and stops the two failures
+that make a fairness number meaningless.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Mapping
+
+import numpy as np
+
+from fairray.metrics.names import count_tag
+
+PRDC = ("precision", "recall", "density", "coverage")
+RULE_FRACTION = 0.5
+VALIDITY_RULE = (f"valid when precision >= {RULE_FRACTION} x real-vs-real precision and coverage >= "
+                 f"{RULE_FRACTION} x real-vs-real coverage (attrclf features, k-NN manifolds of Naeem et al. 2020)")
+
+
+def split_halves(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two disjoint halves (A, B) of range(n) by a fixed-seed permutation: the same rows on every call, and
+    no bias from how the rows were ordered (reference rows may come grouped by attribute)."""
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[: n // 2]), np.sort(perm[n // 2: 2 * (n // 2)])
+
+
+def subsample(x: np.ndarray, m: int, seed: int = 0) -> np.ndarray:
+    """m rows of x (all of them, in order, when m >= len(x)), chosen by a fixed seed."""
+    if m >= len(x):
+        return x
+    return x[np.sort(np.random.default_rng(seed).choice(len(x), m, replace=False))]
+
+
+def min_rows(nearest_k: int) -> int:
+    """The fewest rows per set the k-NN radii are defined for (each point's k-th neighbour besides itself)."""
+    return nearest_k + 2
+
+
+def _prdc(real: np.ndarray, fake: np.ndarray, nearest_k: int) -> dict[str, float]:
+    import prdc
+
+    with contextlib.redirect_stdout(io.StringIO()):  # prdc prints the set sizes on every call
+        out = prdc.compute_prdc(real_features=real, fake_features=fake, nearest_k=nearest_k)
+    return {k: float(out[k]) for k in PRDC}
+
+
+def prdc_metrics(real_a: np.ndarray, real_b: np.ndarray, fake: np.ndarray, nearest_k: int = 5
+                 ) -> dict[str, float]:
+    """`<m>_<n>` of fake vs real_a and `<m>_real_<n>` of real_b vs real_a for m in precision, recall, density,
+    coverage; n = count_tag(len(fake)), the evaluated sample set the other metrics are named by.
+
+    Features are (N, D) arrays. real_b and fake are cut to the same size, min(len(real_b), len(fake)), by a
+    fixed-seed subsample, so the fake and the real-vs-real values are measured with the same set sizes against
+    the same real manifold (real_a) and differ only by what the samples are. Computed in float32 (prdc holds
+    N x N distance matrices)."""
+    a, b, f = (np.asarray(x, np.float32) for x in (real_a, real_b, fake))
+    if a.ndim != 2 or b.ndim != 2 or f.ndim != 2 or not a.shape[1] == b.shape[1] == f.shape[1]:
+        raise ValueError(f"need (N, D) features of one D, got {a.shape}, {b.shape}, {f.shape}")
+    m = min(len(b), len(f))
+    if min(len(a), m) < min_rows(nearest_k):
+        raise ValueError(f"need >= {min_rows(nearest_k)} rows per set for k={nearest_k}, got real_a {len(a)}, "
+                         f"real_b {len(b)}, fake {len(f)}")
+    tag = count_tag(len(f))
+    fake_m = _prdc(a, subsample(f, m), nearest_k)
+    real_m = _prdc(a, subsample(b, m), nearest_k)
+    return {f"{k}_{tag}": fake_m[k] for k in PRDC} | {f"{k}_real_{tag}": real_m[k] for k in PRDC}
+
+
+def is_valid(metrics: Mapping[str, float], tag: str) -> bool:
+    """VALIDITY_RULE on the `prdc_metrics` of sample set `tag` (precision guards "not faces", coverage "one
+    face"). KeyError when the metrics are missing: no measurement is not a pass."""
+    return bool(metrics[f"precision_{tag}"] >= RULE_FRACTION * metrics[f"precision_real_{tag}"]
+                and metrics[f"coverage_{tag}"] >= RULE_FRACTION * metrics[f"coverage_real_{tag}"])
+
+
+def validity_metric(metrics: Mapping[str, float], tag: str) -> dict[str, float]:
+    """{"valid_<tag>": 1.0 or 0.0}: the rule as a number, so MLflow can log and compare it like any metric."""
+    return {f"valid_{tag}": 1.0 if is_valid(metrics, tag) else 0.0}
