@@ -140,12 +140,18 @@ def compare(uri: str, out: Path, experiment: str | None = None, quality_limit: f
         "cost_s": [m.get("trial_seconds", w) for m, w in zip(chosen.metrics, chosen.wall_s, strict=True)],
         "status": chosen.status, "run_id": chosen.run_id,
     })
-    table["pareto"] = pareto_front(table[f_name], table[q_name], f_mode, q_mode)
+    table["valid"] = [validity(m, f_name) for m in chosen.metrics]
+    # a generator whose samples are not faces has no fairness to trade: it is shown, never on the front or chosen
+    meaningful = (table.valid != 0).to_numpy()
+    table["pareto"] = False
+    table.loc[meaningful, "pareto"] = pareto_front(table[f_name][meaningful], table[q_name][meaningful], f_mode,
+                                                   q_mode)
     table["command"] = [reproduce(r) for _, r in chosen.iterrows()]
     table = table.sort_values([f_name, q_name], ascending=[f_mode == "min", q_mode == "min"]).reset_index(drop=True)
     best = None
     if quality_limit is not None:
         meets = table[q_name] <= quality_limit if q_mode == "min" else table[q_name] >= quality_limit
+        meets &= table.valid != 0
         if meets.any():
             best = table[meets].iloc[0]
     out = Path(out)
@@ -156,6 +162,13 @@ def compare(uri: str, out: Path, experiment: str | None = None, quality_limit: f
     parents = sum("fairray.campaign_root" in t for t in runs.tags)  # campaign parents carry no pair of their own
     return Comparison(table, (f_name, f_mode), (q_name, q_mode), csv, png, best,
                       int(len(runs) - len(chosen) - parents))
+
+
+def validity(metrics: dict, fairness: str) -> float:
+    """The run's `valid_<n>` for the sample count its fairness metric names (1 valid, 0 not meaningful), NaN
+    when the run measured no validity (downstream classifiers, runs from before the metric existed)."""
+    tag = fairness.rsplit("_", 1)[-1]
+    return float(metrics.get(f"valid_{tag}", float("nan")))
 
 
 def _forced(metrics: dict, fairness: str | None, quality: str | None, pair) -> tuple | None:
@@ -176,13 +189,14 @@ def _scatter(table: pd.DataFrame, fairness: tuple[str, str], quality: tuple[str,
     import matplotlib.pyplot as plt
 
     (f_name, f_mode), (q_name, q_mode) = fairness, quality
-    front = table.pareto.to_numpy(bool)
+    front, invalid = table.pareto.to_numpy(bool), (table.valid == 0).to_numpy()
     fig, ax = plt.subplots(figsize=(6.2, 4.2))
     campaigns = list(dict.fromkeys(table.campaign))
     for i, c in enumerate(campaigns):
         sel = (table.campaign == c).to_numpy()
-        ax.scatter(table[q_name][sel & ~front], table[f_name][sel & ~front], c=f"C{i}", alpha=0.45, s=28,
-                   label=f"{c or 'single runs'}")
+        ax.scatter(table[q_name][sel & ~front & ~invalid], table[f_name][sel & ~front & ~invalid], c=f"C{i}",
+                   alpha=0.45, s=28, label=f"{c or 'single runs'}")
+        ax.scatter(table[q_name][sel & invalid], table[f_name][sel & invalid], c=f"C{i}", marker="x", s=28)
         ax.scatter(table[q_name][sel & front], table[f_name][sel & front], c=f"C{i}", s=46, edgecolors="k")
     fr = table[front].sort_values(q_name)
     ax.plot(fr[q_name], fr[f_name], c="k", lw=0.8, ls="--", label="Pareto front (outlined)")
@@ -190,6 +204,8 @@ def _scatter(table: pd.DataFrame, fairness: tuple[str, str], quality: tuple[str,
         label = ",".join(f"{c.removeprefix('param.')}={r[c]}" for c in table.columns
                          if c.startswith("param.") and r[c] != "") or r.run
         ax.annotate(label, (r[q_name], r[f_name]), fontsize=6.5, xytext=(3, 3), textcoords="offset points")
+    if invalid.any():
+        ax.scatter([], [], c="grey", marker="x", s=28, label="samples not valid: fairness not meaningful")
     if limit is not None:
         ax.axvline(limit, color="#C44E52", lw=0.8, ls=":", label=f"quality bound {limit:g}")
     if best is not None:

@@ -264,7 +264,8 @@ def stage_gan(c: Ctx) -> None:
         png = fig_png(grid_figure(images, c.cfg.grid_size, f"alpha={alpha:g} (same latents)"),
                       c.out / f"grid_{name}.png")
         grids.append((f"alpha = {alpha:g}" + (" (unweighted)" if alpha == 0 else ""), png))
-        rows[name] = {"alpha": alpha, **{k: metrics[k] for k in (f_name, q_name, share_key) if k in metrics}}
+        shown = (f_name, q_name, share_key, f"precision_{tag}", f"coverage_{tag}", f"valid_{tag}")
+        rows[name] = {"alpha": alpha, **{k: metrics[k] for k in shown if k in metrics}}
         c.result.metrics[name] = metrics
         c.paths[name] = ckpt
     c.paths["teacher"] = c.paths["gan-unweighted"]
@@ -284,9 +285,22 @@ def stage_gan(c: Ctx) -> None:
             f"at alpha {w['alpha']:g} it is {w[share_key]:.1%}, and the fairness discrepancy goes "
             f"{u[f_name]:.3f} -> {w[f_name]:.3f} ({1 - w[f_name] / max(u[f_name], 1e-9):.0%} lower) while "
             f"{q_name} goes {u[q_name]:.2f} -> {w[q_name]:.2f}. Shares are attrclf labels of {c.cfg.eval_n:,} "
-            f"samples (bootstrap intervals in MLflow); each trial is an MLflow child run of the campaign.")
+            f"samples (bootstrap intervals in MLflow); each trial is an MLflow child run of the campaign."
+            + not_meaningful({n: v.get(f"valid_{tag}") for n, v in rows.items()}))
     c.add(Section("GANs: unweighted vs fairgen-reweighted (Ray Tune alpha campaign)", text,
                   [("fairness vs quality per alpha (Pareto front in red)", pareto), *grids], table))
+
+
+def not_meaningful(valid: dict[str, float | None]) -> str:
+    """The sentence a section adds when some generator's samples fail the validity rule (empty when none do)."""
+    from fairray.metrics.validity import VALIDITY_RULE
+
+    bad = [name for name, flag in valid.items() if flag == 0]
+    if not bad:
+        return ""
+    return (f" Not meaningful: the samples of {', '.join(bad)} fail the validity rule ({VALIDITY_RULE}), so "
+            f"{'its' if len(bad) == 1 else 'their'} fairness numbers above describe what the labeler reads in "
+            f"images unlike faces, not an effect.")
 
 
 def stage_distill(c: Ctx) -> None:
@@ -305,15 +319,18 @@ def stage_distill(c: Ctx) -> None:
         c.result.metrics["distill"] = m
         tag = count_tag(cfg.eval_n)
         f, q, sh = f"fairness_discrepancy_gender_{tag}", f"fd_attrclf_{tag}", f"share_gender_1_{tag}"
+        v = f"valid_{tag}"
         table = pd.DataFrame({"teacher": {"params": m["teacher_params"], sh: m[f"teacher_{sh}"],
-                                          f: m[f"teacher_{f}"], q: m[f"teacher_{q}"]},
-                              "student": {"params": m["student_params"], sh: m[sh], f: m[f], q: m[q]}}).T
+                                          f: m[f"teacher_{f}"], q: m[f"teacher_{q}"], v: m.get(f"teacher_{v}")},
+                              "student": {"params": m["student_params"], sh: m[sh], f: m[f], q: m[q],
+                                          v: m.get(v)}}).T
         text = (f"The unweighted GAN is the teacher. Ray Data drew {cfg.n_pairs:,} (latent, image) pairs and labeled "
                 f"them; the balanced sampler evened out predicted gender and the student "
                 f"({m['student_params'] / m['teacher_params']:.0%} of the teacher's parameters) was trained with Ray "
                 f"Train on L1 + adversarial + feature losses plus the differentiable fairness term. On the same "
                 f"latents the female-presenting share goes {m[f'teacher_{sh}']:.1%} (teacher) -> {m[sh]:.1%} "
-                f"(student); {q} {m[f'teacher_{q}']:.2f} -> {m[q]:.2f}.")
+                f"(student); {q} {m[f'teacher_{q}']:.2f} -> {m[q]:.2f}."
+                + not_meaningful({"teacher": m.get(f"teacher_{v}"), "student": m.get(v)}))
         images = [(cap, (c.out / "distill" / f"{cfg.name}_{n}.png").read_bytes())
                   for cap, n in (("teacher vs student shares (same latents)", "shares"),
                                  ("same latents: teacher | student", "grids"))]

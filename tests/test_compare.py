@@ -83,3 +83,18 @@ def test_cli_compare(tmp_path):
     assert (store / "compare.png").is_file() and (store / "compare.csv").is_file()
     r = CliRunner().invoke(app, ["compare", str(tmp_path / "missing")])
     assert r.exit_code == 2
+
+
+def test_invalid_generator_is_shown_but_never_on_the_front_or_chosen(tmp_path):
+    """A run whose samples fail the validity rule has no fairness to trade: the fairest-looking run here is noise."""
+    t = Tracker(tmp_path / "store", "fairray-gan")
+    for name, f, q, valid in [("noise", 0.01, 9.0, 0.0), ("ok-a", 0.30, 11.0, 1.0), ("ok-b", 0.20, 14.0, 1.0),
+                              ("unmeasured", 0.40, 10.5, None)]:
+        with t.run(name, tags={"fairray.command": "train-gan"}) as r:
+            r.log_metrics({F: f, Q: q} | ({"valid_2k": valid} if valid is not None else {}))
+    c = compare(t.uri, tmp_path / "cmp", experiment="fairray-gan", quality_limit=12.0)
+    rows = c.table.set_index("run")
+    assert rows.loc["noise", "valid"] == 0 and not rows.loc["noise", "pareto"]  # it would dominate everything
+    assert rows.loc[["ok-a", "ok-b", "unmeasured"], "pareto"].tolist() == [True, True, True]
+    assert pd.isna(rows.loc["unmeasured", "valid"])
+    assert c.best is not None and c.best.run == "ok-a"  # not the invalid run, though it is fairest and in bound

@@ -151,3 +151,11 @@ def test_trained_gan_validity(gan_trained, synth_90_10, labeler):
     mb = evaluate_samples(biased[:N_EVAL], labeler, ["gender"], reference=ref)
     measured("biased_train_rows", mb, "500")
     assert mb["valid_500"] == 1.0
+
+
+def test_demo_sections_say_when_a_generator_is_not_meaningful():
+    from fairray.demo import not_meaningful
+
+    assert not_meaningful({"gan-unweighted": 1.0, "gan-alpha1": None}) == ""  # valid or unmeasured: no caveat
+    text = not_meaningful({"teacher": 1.0, "student": 0.0})
+    assert "Not meaningful" in text and "student" in text and "teacher" not in text and "its fairness" in text

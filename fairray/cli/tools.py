@@ -173,12 +173,14 @@ def compare_cmd(
     c = compare(uri, out, experiment, quality_limit, fairness, quality)
     (f_name, _), (q_name, q_mode) = c.fairness, c.quality
     params = [col for col in c.table.columns if col.startswith("param.")]
-    table = Table("run", "campaign", *[p.removeprefix("param.") for p in params], f_name, q_name, "cost s", "Pareto",
+    table = Table("run", "campaign", *[p.removeprefix("param.") for p in params], f_name, q_name, "valid", "cost s",
+                  "Pareto",
                   title=f"{len(c.table)} run(s) on {f_name} vs {q_name}" + (f" ({c.skipped} other run(s) skipped)"
                                                                             if c.skipped else ""))
     for _, r in c.table.iterrows():
+        valid = "–" if r.valid != r.valid else ("yes" if r.valid else "no: fairness not meaningful")
         table.add_row(r.run, r.campaign, *[str(r[p]) for p in params], f"{r[f_name]:.4f}", f"{r[q_name]:.4f}",
-                      f"{r.cost_s:.0f}", "*" if r.pareto else "")
+                      valid, f"{r.cost_s:.0f}", "*" if r.pareto else "")
     out_console.print(table)
     out_console.print(f"Pareto front: {int(c.table.pareto.sum())} run(s) marked *; plot: {c.png}; table: {c.csv}")
     if quality_limit is not None:
