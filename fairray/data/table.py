@@ -76,13 +76,12 @@ def read_table(dataset: Path, columns: list[str] | None = None) -> pd.DataFrame:
         if missing:
             raise FairrayError(f"{dataset}: missing column(s) {missing}; it has {sorted(have)}")
     key = "image_id" in have
-    read = columns if columns is None or not key or "image_id" in columns else [*columns, "image_id"]
+    borrowed = key and columns is not None and "image_id" not in columns  # read only to sort by
+    read = [*columns, "image_id"] if borrowed else columns
     df = pd.concat([pq.read_table(p, columns=read).to_pandas() for p in paths], ignore_index=True)
     if key:
         df = df.sort_values("image_id", kind="stable", ignore_index=True)
-        if read is not columns:
-            df = df.drop(columns="image_id")
-    return df
+    return df.drop(columns="image_id") if borrowed else df
 
 
 def iter_batches(dataset: Path, batch_size: int, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:

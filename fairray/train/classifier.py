@@ -132,11 +132,11 @@ def fit(cfg: FairClassifierConfig, dataset: Path, out: Path, name: str = "classi
     if cfg.backend == "local":
         torch.manual_seed(cfg.seed)
         x, y, w, dropped = training_rows(cfg, dataset)
-        if dropped:
-            print(f"classifier {cfg.target}: {dropped} row(s) could not be decoded and were left out", flush=True)
         device = torch.device(resolve_device(cfg.ray.device))
-        model = fit_loop(build_model(cfg).to(device), x, y, w, cfg, device,
-                         on_tick=lambda m, s: print_tick(cfg, m))
+        s = Session.local(device, cfg.ray.precision, f"classifier {cfg.target}")
+        s.count_dropped(dropped)
+        model = fit_loop(build_model(cfg).to(device), x, y, w, cfg, device, session=s,
+                         on_tick=lambda m, st: print_tick(cfg, m))
         return {k: v.cpu() for k, v in model.state_dict().items()}
     storage = (Path(out) / "ray_results").resolve()
     ckpt = fit_torch(train_loop, {"cfg": cfg.model_dump(mode="json"), "dataset": str(Path(dataset).resolve()),

@@ -326,13 +326,12 @@ def _run_gan(trainable, cfg, data, ctx, trial_dir, state, stage_ctx: RunContext,
     train = read_table(dataset, columns=["split", "subset", *cfg.eval_attributes])
     train = train[(train.split == "train") & (train.subset != "reference")]
     child = stage_ctx.parent
-    tracking = {"out": ctx["out"], "experiment": ctx["experiment"], "uri": ctx["uri"], "run_id": child.run_id}
     stages = ctx["reports"]
     start = state["iteration"] if state else 0
     tag = count_tag(ctx["eval_n"])
     for k in range(start, stages):
         stage = cfg.model_copy(update={"kimg": cfg.kimg * (k + 1) / stages})
-        ckpt = gan.fit(stage, dataset, trial_dir, tracking if child.live else None)
+        ckpt = gan.fit(stage, dataset, trial_dir, child.worker_spec(ctx["out"]))
         G, _ = load_generator(ckpt)
         images, _ = sample(G, ctx["eval_n"], cfg.z_dim, seed=EVAL_SEED)
         m = evaluate_samples(images, labeler, cfg.eval_attributes, reference=ref)
