@@ -128,3 +128,11 @@ def test_same_seed_gives_byte_identical_samples_whatever_the_shard_layout(ray_lo
     assert images[0].tobytes() == images[1].tobytes()
     a, b = (load_state(ckpt) for ckpt in runs)
     assert a["history"][-1]["loss_d"] == b["history"][-1]["loss_d"]
+    # the in-process loop (experiments, benchmarks) is the Ray Train worker's code at world 1: the same generator
+    from fairray.data.loading import load_split
+    from fairray.models.generator_io import build_models
+
+    rows, df = load_split(dataset, "train", ["weight"], size=cfg.resolution)
+    G = build_models(cfg)[0]
+    G.load_state_dict(gan.train_local(cfg, rows, df.weight.to_numpy(), quiet=True).module.state_dict())
+    assert sample(G, 64, cfg.z_dim, seed=5)[0].tobytes() == images[0].tobytes()

@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from fairray.models.stylegan import minibatch_stddev
+
 
 @dataclass
 class DCGANConfig:
@@ -24,6 +26,7 @@ class DCGANConfig:
     z_dim: int = 128
     width: int = 64  # channels at the highest resolution; doubles per halving
     d_norm: Literal["none", "batch", "spectral"] = "none"
+    mbstd_group: int = 0  # minibatch-stddev channel before D's head (StyleGAN; 0: none)
     # training defaults of the FairFace Generator (the training config owns them; here for reference)
     loss: Literal["bce", "hinge"] = "bce"
     lr: float = 2e-4
@@ -71,7 +74,9 @@ class Discriminator(nn.Module):
             layers.append(nn.LeakyReLU(0.2, True))
             cin = cout
         self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(cin * 16, 1, bias=False)  # = FairFace's Conv(512 -> 1, 4) on the 4x4 map
+        self.mbstd_group = cfg.mbstd_group
+        # = FairFace's Conv(512 -> 1, 4) on the 4x4 map (plus the stddev channel when mbstd_group > 0)
+        self.head = nn.Linear((cin + (1 if cfg.mbstd_group else 0)) * 16, 1, bias=False)
         self.feature_dim = cin
         _init(self)
         if cfg.d_norm == "spectral":  # after init, so the power iteration starts from the final weights
@@ -86,7 +91,10 @@ class Discriminator(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if y is not None:
             raise ValueError("DCGAN is unconditional; use BigGAN with n_classes > 0 for labels")
-        return self.head(self.body(x).flatten(1)).squeeze(1)
+        h = self.body(x)
+        if self.mbstd_group:
+            h = minibatch_stddev(h, self.mbstd_group)
+        return self.head(h.flatten(1)).squeeze(1)
 
 
 def _init(m: nn.Module) -> None:

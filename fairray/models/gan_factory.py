@@ -6,10 +6,11 @@ from dataclasses import fields
 
 from torch import nn
 
-from fairray.models import biggan, dcgan
+from fairray.models import biggan, dcgan, stylegan
 
-GANConfig = dcgan.DCGANConfig | biggan.BigGANConfig
-CONFIGS: dict[str, type] = {"dcgan": dcgan.DCGANConfig, "biggan": biggan.BigGANConfig}
+GANConfig = dcgan.DCGANConfig | biggan.BigGANConfig | stylegan.StyleGANConfig
+CONFIGS: dict[str, type] = {"dcgan": dcgan.DCGANConfig, "biggan": biggan.BigGANConfig,
+                            "style": stylegan.StyleGANConfig}
 
 
 def gan_config(model: str, **kw) -> GANConfig:
@@ -28,7 +29,9 @@ def build_gan(cfg: GANConfig) -> tuple[nn.Module, nn.Module]:
         return dcgan.Generator(cfg), dcgan.Discriminator(cfg)
     if isinstance(cfg, biggan.BigGANConfig):
         return biggan.Generator(cfg), biggan.Discriminator(cfg)
-    raise TypeError(f"build_gan needs a DCGANConfig or BigGANConfig, got {type(cfg).__name__}")
+    if isinstance(cfg, stylegan.StyleGANConfig):
+        return stylegan.Generator(cfg), stylegan.Discriminator(cfg)
+    raise TypeError(f"build_gan needs a DCGANConfig, BigGANConfig or StyleGANConfig, got {type(cfg).__name__}")
 
 
 def count_params(m: nn.Module, trainable_only: bool = False) -> int:

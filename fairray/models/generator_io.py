@@ -18,8 +18,13 @@ def build_models(cfg: GanConfig) -> tuple[torch.nn.Module, torch.nn.Module]:
     """(G, D) of a GAN config."""
     from fairray.models.gan_factory import build_gan, gan_config
 
-    width = {"dcgan": "width", "biggan": "ch"}[cfg.model]  # each model names its base width its own way
-    return build_gan(gan_config(cfg.model, resolution=cfg.resolution, z_dim=cfg.z_dim, **{width: cfg.width}))
+    width = {"dcgan": "width", "biggan": "ch", "style": "width"}[cfg.model]  # each model names it its own way
+    kw = {"resolution": cfg.resolution, "z_dim": cfg.z_dim, width: cfg.width}
+    if cfg.model != "biggan":
+        kw["mbstd_group"] = cfg.mbstd()
+    if cfg.model == "style":
+        kw |= {"map_layers": cfg.map_layers, "w_dim": cfg.w_dim}
+    return build_gan(gan_config(cfg.model, **kw))
 
 
 def to_images(x: torch.Tensor) -> np.ndarray:
@@ -37,6 +42,17 @@ def sample(G: torch.nn.Module, n: int, z_dim: int, seed: int, batch: int = 500) 
     dev = next(G.parameters()).device
     images = np.concatenate([to_images(G(z[i:i + batch].to(dev))) for i in range(0, n, batch)])
     return images, z.numpy()
+
+
+@torch.no_grad()
+def latents_to_w(G: torch.nn.Module, z: np.ndarray, batch: int = 1000) -> np.ndarray:
+    """The space a generator's attributes are probed in: w = mapping(z) for a style-based G, z itself otherwise."""
+    if not hasattr(G, "mapping"):
+        return z
+    dev = next(G.parameters()).device
+    zt = torch.from_numpy(z)
+    return np.concatenate([G.mapping(zt[i:i + batch].to(dev)).float().cpu().numpy()
+                           for i in range(0, len(z), batch)])
 
 
 def ema_weights(state: dict) -> dict[str, torch.Tensor]:

@@ -198,6 +198,7 @@ class Session:
     resumes: list[int] = field(default_factory=list)
     step: int = 0
     in_ray: bool = False
+    quiet: bool = False  # no tick lines (experiments running many short trainings)
 
     @classmethod
     def ray(cls, config: dict, precision: str, name: str) -> Session:
@@ -207,8 +208,8 @@ class Session:
                    in_ray=True)
 
     @classmethod
-    def local(cls, device: torch.device, precision: str, name: str) -> Session:
-        return cls(0, 1, device, precision, name=name)
+    def local(cls, device: torch.device, precision: str, name: str, quiet: bool = False) -> Session:
+        return cls(0, 1, device, precision, name=name, quiet=quiet)
 
     # -- numerics ------------------------------------------------------------------------------------------------
     def autocast(self) -> torch.autocast:
@@ -289,13 +290,14 @@ class Session:
         if self.mlflow is not None:
             self.mlflow.log_metrics(metrics, step=int(metrics["kimg"] * 1000))
             self.mlflow.flush()
-        if self.rank == 0:
+        if self.rank == 0 and not self.quiet:
             print(f"{self.name} tick {tick:<4d} kimg {metrics['kimg']:<7.1f} sec/kimg "
                   f"{metrics['sec_per_kimg']:<6.2f} img/s {metrics['img_per_s']:<6.0f} {line}  "
                   f"mem {metrics['peak_mem_gb']:.2f} GB  nan-skips {self.nan_skips}"
                   + (f"  bad-rows {self.bad_rows}" if self.bad_rows else ""), flush=True)
-        full = state() if snapshot and state is not None else None  # every rank joins the RNG gather
-        report(metrics, full if self.rank == 0 else None, files)
+        if self.in_ray:  # in-process runs keep their own snapshots (see train/gan.py: train_local)
+            full = state() if snapshot and state is not None else None  # every rank joins the RNG gather
+            report(metrics, full if self.rank == 0 else None, files)
         return metrics
 
 
