@@ -159,7 +159,7 @@ def job_data(out: Path, setting: str, device: str) -> dict:
     if setting in _CACHE:
         return _CACHE[setting]
     from fairray.data.loading import load_split
-    from fairray.data.reference import reference_images
+    from fairray.data.reference import heldout_images, reference_images
     from fairray.labelers.attrclf import AttrClfLabeler
     from fairray.metrics.quality import feature_stats, frechet_distance
     from fairray.metrics.validity import split_halves
@@ -170,11 +170,12 @@ def job_data(out: Path, setting: str, device: str) -> dict:
     images, df = load_split(d / s["train_dir"], "train", ["weight"] if s["train_dir"] == "weights" else [], size=res)
     labeler = AttrClfLabeler(d / "attrclf" / "attrclf", device=device)
     ref = reference_images(d / s["train_dir"], res, EVAL_N)
+    held = heldout_images(d / ("data" if s["train_dir"] == "weights" else s["train_dir"]), res, EVAL_N)
     f_ref = labeler.features(ref)
     a, b = split_halves(len(ref))
     fd_real = frechet_distance(*feature_stats(f_ref[b]), *feature_stats(f_ref[a]))
     _CACHE[setting] = {"images": images, "weights": df["weight"].to_numpy(np.float64) if "weight" in df else None,
-                       "labeler": labeler, "ref": ref, "train_shares": shares_of(labeler, images),
+                       "labeler": labeler, "ref": ref, "heldout": held, "train_shares": shares_of(labeler, images),
                        "fd_real_half": float(fd_real), "res": res}
     return _CACHE[setting]
 
@@ -185,7 +186,7 @@ def evaluate(G, data: dict, sep_n: int) -> dict:
     from fairray.models.generator_io import sample
 
     images, _ = sample(G, EVAL_N, G.z_dim, seed=EVAL_SEED)
-    m = evaluate_samples(images, data["labeler"], ["gender"], reference=data["ref"])
+    m = evaluate_samples(images, data["labeler"], ["gender"], reference=data["ref"], heldout=data["heldout"])
     gen = shares_of(data["labeler"], images)
     row = {k: v for k, v in m.items() if not k.startswith("share_")}
     for a, p in gen.items():
@@ -194,6 +195,7 @@ def evaluate(G, data: dict, sep_n: int) -> dict:
     row["train_female_share"] = float(data["train_shares"]["gender"][1])
     row["fairness_discrepancy_gender"] = fairness_discrepancy(gen["gender"])
     row["fd_attrclf_real_half"] = data["fd_real_half"]
+    row["validity_against"] = "heldout"  # val/test rows of the training data (rows before 2026-12-04: reference)
     if sep_n:
         row |= separability(G, data["labeler"], sep_n, seed=EVAL_SEED + 1)
     return row, images

@@ -31,7 +31,7 @@ from fairray.tracking import RunHandle, Tracker
 
 SHOWN_ATTRIBUTES = ["gender", "tone4", "Young", "Smiling", "Eyeglasses", "hair"]
 # Expected seconds per stage on a 2-core machine with default settings: drives the "time left" estimate.
-BUDGET = {"data": 6, "attrclf": 50, "label": 20, "balance": 6, "reweight": 1, "gan": 93, "distill": 45,
+BUDGET = {"data": 6, "attrclf": 50, "label": 20, "balance": 6, "reweight": 1, "gan": 112, "distill": 69,
           "classifier": 17, "report": 1}  # reweight runs beside attrclf -> label -> balance (BACKGROUND)
 
 

@@ -8,10 +8,10 @@ import torch
 from typer.testing import CliRunner
 
 from fairray.cli import app
-from fairray.config import DistillConfig
+from fairray.config import DistillConfig, GanConfig
 from fairray.errors import FairrayError
 from fairray.labelers.registry import load_labeler
-from fairray.models.student import auto_width, build_student, count_params
+from fairray.models.student import auto_width, build_student, count_params, thin_from
 from fairray.stage import RunContext
 from fairray.train import distill
 from fairray.train.checkpoint import load_state
@@ -29,7 +29,7 @@ def test_fairness_divergence_matches_hand_values():
 def test_fairness_loss_has_gradients_and_moves_the_batch_mean(attrclf_trained):
     labeler = load_labeler(f"attrclf:{attrclf_trained[0]}", "cpu")
     torch.manual_seed(0)
-    S = build_student(32, 32, 8)
+    S = build_student("separable", GanConfig(z_dim=32), 8)
     z = torch.randn(128, 32)
     with torch.no_grad():
         p0 = distill.fairness_loss(labeler, ["gender"]).batch_mean(S(z))
@@ -57,9 +57,29 @@ def test_fairness_loss_has_gradients_and_moves_the_batch_mean(attrclf_trained):
         distill.fairness_loss(labeler, ["gender", "tone4"], target=[0.5, 0.5])
 
 
-def test_auto_width_respects_the_parameter_budget():
-    w = auto_width(32, 32, 20_000)
-    assert count_params(build_student(32, 32, w)) <= 20_000 < count_params(build_student(32, 32, w + 1))
+@pytest.mark.parametrize("arch", ["separable", "thinned"])
+def test_auto_width_respects_the_parameter_budget(arch):
+    tcfg = GanConfig(z_dim=32)
+    w = auto_width(arch, tcfg, 20_000)
+    assert count_params(build_student(arch, tcfg, w)) <= 20_000 < count_params(build_student(arch, tcfg, w + 1))
+
+
+def test_thinned_student_starts_from_the_teachers_images(gan_trained):
+    """Initialised from the teacher's strongest channels, the student draws images close to the teacher's for the
+    same latents before any distillation step; the same architecture from scratch does not."""
+    from fairray.models.generator_io import load_generator
+
+    T, tcfg = load_generator(gan_trained)
+    z = torch.randn(256, tcfg.z_dim, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    thinned = thin_from(build_student("thinned", tcfg, tcfg.width // 2), T)
+    scratch = build_student("thinned", tcfg, tcfg.width // 2)
+    with torch.no_grad():
+        T.train(), thinned.train(), scratch.train()  # batch statistics, as generator_io.sample
+        t, a, b = T(z), thinned(z), scratch(z)
+    assert (a - t).abs().mean() < 0.8 * (b - t).abs().mean()  # measured 0.69x on this fixture
+    with pytest.raises(ValueError, match="dcgan teacher"):
+        build_student("thinned", GanConfig(model="style"), 8)
 
 
 def test_distill_end_to_end_and_resume(tmp_path, ray_local, gan_trained, attrclf_trained, synth_90_10):

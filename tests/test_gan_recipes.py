@@ -103,3 +103,14 @@ def test_every_recipe_trains_in_process_with_finite_losses():
         ema = train_local(cfg, images, on_tick=lambda clock, e, seen=seen: seen.append(clock.nimg), quiet=True)
         assert seen == [80, 160]
         assert all(math.isfinite(p.sum().item()) for p in ema.module.parameters())
+
+
+@pytest.mark.parametrize("model", ["dcgan", "style", "biggan"])
+def test_distillation_feature_discriminator_gives_ds_own_logits(model):
+    from fairray.models.student import FeatureDiscriminator
+
+    _, D = build_models(GanConfig(model=model, width=8, z_dim=16))
+    D.eval()  # BigGAN's spectral norm runs a power iteration per call in train mode
+    x = torch.randn(8, 3, 32, 32)
+    logits, feats = FeatureDiscriminator(D)(x)
+    assert torch.allclose(logits, D(x), atol=1e-5) and len(feats) >= 3

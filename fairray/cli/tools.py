@@ -103,15 +103,15 @@ def generate(
 def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="A GAN checkpoint directory.")],
     labeler: Annotated[str, typer.Option(help="Labeler for the fairness metrics, e.g. attrclf:DIR.")],
-    reference: Annotated[Path | None, typer.Option(help="Dataset whose reference rows are the target (fd_attrclf).")
-                         ] = None,
+    reference: Annotated[Path | None, typer.Option(help="Dataset whose reference rows are the target (fd_attrclf) "
+                                                   "and whose val/test rows the validity metrics use.")] = None,
     attributes: Annotated[str, typer.Option(help="Comma-separated heads to measure.")] = "gender",
     n: Annotated[int, typer.Option(help="Samples.")] = 10_000,
     repeats: Annotated[int, typer.Option(help="Disjoint sets to average the discrepancy over (fairgen: 10).")] = 1,
     seed: Annotated[int, typer.Option(help="Latent seed.")] = 0,
 ) -> None:
     """Fairness (discrepancy, KL, shares with bootstrap intervals) and fd_attrclf of a generator's samples."""
-    from fairray.data.reference import reference_images
+    from fairray.data.reference import heldout_images, reference_images
     from fairray.labelers.registry import load_labeler
     from fairray.metrics.generated import evaluate_samples
     from fairray.models.generator_io import load_generator, sample
@@ -123,7 +123,8 @@ def evaluate(
         raise FairrayError(f"labeler has no head(s) {missing}; heads: {[h.name for h in lab.heads]}")
     images, _ = sample(G, n, cfg.z_dim, seed)
     ref = reference_images(reference, cfg.resolution, n) if reference else None
-    m = evaluate_samples(images, lab, attributes.split(","), reference=ref, repeats=repeats)
+    held = heldout_images(reference, cfg.resolution, n) if reference else None
+    m = evaluate_samples(images, lab, attributes.split(","), reference=ref, repeats=repeats, heldout=held)
     table = Table("metric", "value", title=f"{cfg.name}: {n:,} samples")
     for k, v in m.items():
         table.add_row(k, f"{v:.4f}")

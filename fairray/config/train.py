@@ -153,6 +153,12 @@ class DistillConfig(Cfg):
                                   description="attribute or intersection (e.g. gender,tone4) the sampler balances")
     sampler: Literal["weights", "undersample", "none"] = Field(
         "weights", description="weights: draw pairs with p ~ 1/(K share(cell)); undersample: min-cell count per cell")
+    student_arch: Literal["thinned", "separable"] = Field(
+        "thinned", description="thinned: the teacher's (dcgan) architecture at a smaller width, initialised from "
+                               "the teacher's channels; separable: TinyGAN's depthwise-separable block, from scratch")
+    warmup: float = Field(0.25, ge=0, lt=1, description="share of training with only the pixel and feature terms; "
+                                                        "the adversarial and fairness terms then ramp in over the "
+                                                        "next `warmup` share (TinyGAN / GAN Compression schedules)")
     student_width: int | None = Field(None, ge=2, description="student base width; default: the widest student "
                                                                "with <= max_param_ratio x the teacher's parameters")
     max_param_ratio: float = Field(0.25, gt=0, le=1)

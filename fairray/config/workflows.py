@@ -82,9 +82,9 @@ class DemoConfig(Cfg):
                                             "the unweighted GAN (w^0 = 1)")
     eval_n: int = Field(2_000, ge=100, description="generated samples per GAN for fairness metrics")
     distill: DistillConfig = Field(default_factory=lambda: DistillConfig(
-        n_pairs=1_000, kimg=4, tick_kimg=1, snapshot_ticks=4, eval_n=1_000, lambda_fair=4.0,
-        # ~60 steps: an EMA much longer than the run is still its first weights (0.99 per step: 12% female
-        # student, teacher 22%; 0.9: 51%); the ramp-up keeps the half-life under 5% of the images seen
+        # 12 kimg: the thinned student draws faces from about 8 kimg on (4 kimg: blobs; experiments/
+        # distill_demo_length.py and README); ~190 steps, so the EMA half-life stays short
+        n_pairs=1_000, kimg=12, tick_kimg=3, snapshot_ticks=4, eval_n=1_000, lambda_fair=4.0,
         ema_kimg=0.5, intersections=[["gender", "tone4"]],
         report_attributes=["gender", "tone4", "Young"]))
     classifier: LatentDebiasConfig = Field(default_factory=lambda: LatentDebiasConfig(

@@ -1,4 +1,5 @@
-"""The target distribution a generator is judged against: the balanced reference rows of a dataset."""
+"""What a generator's samples are compared with: the balanced reference rows of a dataset (the fairness target,
+fd_attrclf) and held-out rows of the data it was trained on (the validity metrics: did it learn its data?)."""
 
 from __future__ import annotations
 
@@ -17,3 +18,17 @@ def reference_images(dataset: Path, size: int, n: int) -> np.ndarray | None:
     except FairrayError:
         images, _ = load_split(dataset, "train", [], size=size)
     return images[:n]
+
+
+def heldout_images(dataset: Path, size: int, n: int) -> np.ndarray | None:
+    """Up to n rows of the dataset's val and test splits (rows no GAN trains on, drawn like its training rows);
+    a dataset without them falls back to `reference_images`."""
+    parts = []
+    for split in ("val", "test"):
+        try:
+            parts.append(load_split(dataset, split, [], size=size)[0])
+        except FairrayError:
+            continue
+    if not parts:
+        return reference_images(dataset, size, n)
+    return np.concatenate(parts)[:n]

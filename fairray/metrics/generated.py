@@ -46,12 +46,15 @@ def fairness_metrics(labels: np.ndarray, head: Head, repeats: int = 1) -> dict[s
 
 
 def evaluate_samples(images: np.ndarray, labeler: Labeler, heads: list[str], reference: np.ndarray | None = None,
-                     repeats: int = 1, batch: int = 500, nearest_k: int = 5) -> dict[str, float]:
-    """Label samples and compute fairness per head. When the labeler exposes features and reference images are
-    given, also fd_attrclf (against the whole reference) and validity: precision/recall/density/coverage of the
-    samples vs reference half A beside the same of half B vs A, and `valid_<n>` (see fairray.metrics.validity).
-    Features are computed once per image set. Validity is left out when the reference has too few rows for
-    k-NN radii (fewer than 2 x (nearest_k + 2))."""
+                     repeats: int = 1, batch: int = 500, nearest_k: int = 5, heldout: np.ndarray | None = None
+                     ) -> dict[str, float]:
+    """Label samples and compute fairness per head. When the labeler exposes features: fd_attrclf against the
+    `reference` images (the fairness target, e.g. balanced reference rows) and validity against `heldout` real
+    rows of the data the generator was trained on (default: the reference): precision/recall/density/coverage of
+    the samples vs heldout half A beside the same of half B vs A, and `valid_<n>` (see fairray.metrics.validity).
+    A generator that keeps its data's bias is valid against its own data: judged against a balanced set, its
+    coverage would fall for the bias alone. Validity is left out when there are too few rows for k-NN radii
+    (fewer than 2 x (nearest_k + 2))."""
     from fairray.metrics.quality import feature_stats, frechet_distance
     from fairray.metrics.validity import min_rows, prdc_metrics, split_halves, validity_metric
 
@@ -65,15 +68,19 @@ def evaluate_samples(images: np.ndarray, labeler: Labeler, heads: list[str], ref
         p = np.concatenate(probs[h])
         labels = np.asarray(by_name[h].codes)[p.argmax(1)]
         metrics |= fairness_metrics(labels, by_name[h], repeats)
-    if reference is not None and hasattr(labeler, "features"):
+    manifold = heldout if heldout is not None else reference
+    if manifold is not None and hasattr(labeler, "features"):
         def feats(x: np.ndarray) -> np.ndarray:
             return np.concatenate([labeler.features(x[i:i + batch]) for i in range(0, len(x), batch)])
 
         tag = count_tag(len(images))
-        f_fake, f_ref = feats(images), feats(reference)
-        metrics[f"fd_attrclf_{tag}"] = float(frechet_distance(*feature_stats(f_fake), *feature_stats(f_ref)))
-        if len(f_ref) // 2 >= min_rows(nearest_k) and len(f_fake) >= min_rows(nearest_k):
-            a, b = split_halves(len(f_ref))
-            v = prdc_metrics(f_ref[a], f_ref[b], f_fake, nearest_k)
+        f_fake = feats(images)
+        if reference is not None:
+            metrics[f"fd_attrclf_{tag}"] = float(frechet_distance(*feature_stats(f_fake),
+                                                                  *feature_stats(feats(reference))))
+        f_real = feats(manifold)
+        if len(f_real) // 2 >= min_rows(nearest_k) and len(f_fake) >= min_rows(nearest_k):
+            a, b = split_halves(len(f_real))
+            v = prdc_metrics(f_real[a], f_real[b], f_fake, nearest_k)
             metrics |= v | validity_metric(v, tag)
     return metrics

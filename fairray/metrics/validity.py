@@ -4,7 +4,10 @@
 A fairness number on generated samples is only a claim about faces if the labeler reads faces: a generator that
 emits noise, or one face, can have any gender share. So every evaluation of generated samples gets
 
-* `precision_<n>`, `recall_<n>`, `density_<n>`, `coverage_<n>`: fake vs real half A of the reference rows;
+* `precision_<n>`, `recall_<n>`, `density_<n>`, `coverage_<n>`: fake vs real half A of held-out rows of the data
+  the generator was trained on (`data.reference.heldout_images`: the val/test splits). Not the balanced reference
+  rows: a generator that keeps its data's 90/10 bias covers at most about half of a balanced set, and its fairness
+  is what the fairness metrics are for; validity asks whether it learnt the faces of its data;
 * `precision_real_<n>`, ... : real half B vs real half A, the same computation on two real samples of the same
   size. k-NN manifold metrics depend on sample size, dimension and k, so an absolute threshold would mean
   different things for different sets; a ratio to the real-vs-real value does not;

@@ -91,7 +91,10 @@ class Discriminator(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if y is not None:
             raise ValueError("DCGAN is unconditional; use BigGAN with n_classes > 0 for labels")
-        h = self.body(x)
+        return self.head_of(self.body(x))
+
+    def head_of(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits from the last conv features (the minibatch-stddev channel, then the linear head)."""
         if self.mbstd_group:
             h = minibatch_stddev(h, self.mbstd_group)
         return self.head(h.flatten(1)).squeeze(1)

@@ -82,20 +82,56 @@ def count_params(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
 
-def build_student(resolution: int, z_dim: int, width: int) -> StudentGenerator:
-    return StudentGenerator(StudentConfig(resolution=resolution, z_dim=z_dim, width=width))
+def build_student(arch: str, tcfg, width: int) -> nn.Module:
+    """The student of a teacher GanConfig: `separable` (the block above) or `thinned` (the teacher's own
+    architecture at `width`, which `thin_from` can initialise from the teacher)."""
+    if arch == "separable":
+        return StudentGenerator(StudentConfig(resolution=tcfg.resolution, z_dim=tcfg.z_dim, width=width))
+    if arch == "thinned":
+        from fairray.models.generator_io import build_models
+
+        if tcfg.model != "dcgan":
+            raise ValueError(f"a thinned student needs a dcgan teacher, not {tcfg.model}; use student_arch=separable")
+        return build_models(tcfg.model_copy(update={"width": width}))[0]
+    raise ValueError(f"unknown student_arch {arch!r}; available: thinned, separable")
 
 
-def auto_width(resolution: int, z_dim: int, max_params: int, widths: range = range(2, 257)) -> int:
+def auto_width(arch: str, tcfg, max_params: int, widths: range = range(2, 257)) -> int:
     """The widest student with at most max_params parameters (count grows monotonically with width)."""
     best = None
     for w in widths:
-        if count_params(build_student(resolution, z_dim, w)) > max_params:
+        if count_params(build_student(arch, tcfg, w)) > max_params:
             break
         best = w
     if best is None:
-        raise ValueError(f"no student at {resolution} px, z_dim {z_dim} fits in {max_params:,} parameters")
+        raise ValueError(f"no {arch} student at {tcfg.resolution} px, z_dim {tcfg.z_dim} fits in {max_params:,} "
+                         "parameters")
     return best
+
+
+@torch.no_grad()
+def thin_from(student: nn.Module, teacher: nn.Module) -> nn.Module:
+    """Initialise a thinned DCGAN generator from its teacher (GAN Compression's and Content-aware compression's
+    start): per layer, keep the output channels whose BatchNorm scale |gamma| is largest (the channels the teacher
+    uses most) and copy their weights, BatchNorm parameters and running statistics; the input channels follow the
+    previous layer's choice. The student starts out drawing the teacher's faces, so a few hundred distillation
+    steps refine a face generator instead of teaching noise to become one."""
+    t_layers, s_layers = list(teacher.net), list(student.net)
+    keep = torch.arange(t_layers[0].weight.shape[0])  # z: every input channel
+    for i, (t, st) in enumerate(zip(t_layers, s_layers, strict=True)):
+        if not isinstance(t, nn.ConvTranspose2d):
+            continue
+        bn = t_layers[i + 1] if i + 1 < len(t_layers) and isinstance(t_layers[i + 1], nn.BatchNorm2d) else None
+        n_out = st.weight.shape[1]
+        out = (bn.weight.abs().argsort(descending=True)[:n_out].sort().values if bn is not None
+               else torch.arange(n_out))
+        st.weight.copy_(t.weight[keep][:, out])
+        if bn is not None:
+            sbn = s_layers[i + 1]
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                getattr(sbn, name).copy_(getattr(bn, name)[out])
+        keep = out
+    return student
 
 
 class FeatureDiscriminator(nn.Module):
@@ -106,25 +142,28 @@ class FeatureDiscriminator(nn.Module):
 
     def __init__(self, D: nn.Module):
         super().__init__()
-        if not (hasattr(D, "body") or hasattr(D, "blocks")):
+        from fairray.models import biggan, dcgan, stylegan
+
+        if not isinstance(D, dcgan.Discriminator | biggan.Discriminator | stylegan.Discriminator):
             raise TypeError(f"unsupported discriminator {type(D).__name__}")
         if getattr(D, "embed", None) is not None:
             raise TypeError("distillation needs an unconditional discriminator")
-        self.D = D
+        self.D, self.kind = D, type(D).__module__.rsplit(".", 1)[-1]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         feats: list[torch.Tensor] = []
-        if hasattr(self.D, "body"):  # DCGAN: conv -> [BN] -> LeakyReLU per halving
-            h = x
+        h = x
+        if self.kind == "dcgan":  # conv -> [BN] -> LeakyReLU per halving
             for layer in self.D.body:
                 h = layer(h)
                 if isinstance(layer, nn.LeakyReLU):
                     feats.append(h)
-            return self.D.head(h.flatten(1)).squeeze(1), feats
-        h = x
-        for block in self.D.blocks:  # BigGAN DBlocks
+            return self.D.head_of(h), feats
+        for block in self.D.blocks:  # BigGAN DBlocks, or the style D's strided convs
             h = block(h)
             feats.append(h)
+        if self.kind == "stylegan":
+            return self.D.head_of(h), feats
         return self.D.linear(F.relu(h).sum((2, 3))).squeeze(1), feats
 
 

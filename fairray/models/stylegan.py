@@ -175,17 +175,20 @@ class Discriminator(nn.Module):
         self.out = EqLinear(c4, 1)
         self.feature_dim = c4
 
-    def body(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.blocks(x)
+    def last_conv(self, h: torch.Tensor) -> torch.Tensor:
         if self.mbstd_group:
-            x = minibatch_stddev(x, self.mbstd_group)
-        return self.conv4(x)
+            h = minibatch_stddev(h, self.mbstd_group)
+        return self.conv4(h)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Spatially averaged last conv features, (N, feature_dim): for feature losses in distillation."""
-        return self.body(x).mean((2, 3))
+        return self.last_conv(self.blocks(x)).mean((2, 3))
+
+    def head_of(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits from the output of `blocks` (minibatch-stddev, the 4x4 conv, the two linear layers)."""
+        return self.out(self.fc(self.last_conv(h).flatten(1))).squeeze(1)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if y is not None:
             raise ValueError("the style-based discriminator is unconditional")
-        return self.out(self.fc(self.body(x).flatten(1))).squeeze(1)
+        return self.head_of(self.blocks(x))

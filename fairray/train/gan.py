@@ -189,7 +189,7 @@ def fit(cfg: GanConfig, dataset: Path, out: Path, tracking: dict | None = None) 
 def run(cfg: GanConfig, out: Path, ctx: RunContext | None = None) -> dict:
     """Driver: MLflow run (reused on re-run) -> Ray Train fit (resumes) -> samples, grid and, with
     cfg.eval_labeler, fairness and quality of cfg.eval_n samples."""
-    from fairray.data.reference import reference_images
+    from fairray.data.reference import heldout_images, reference_images
     from fairray.labelers.registry import load_labeler
     from fairray.metrics.generated import evaluate_samples
     from fairray.models.generator_io import history, load_generator, sample
@@ -211,6 +211,8 @@ def run(cfg: GanConfig, out: Path, ctx: RunContext | None = None) -> dict:
         metrics = {"kimg": past[-1]["kimg"] if past else 0.0, "bad_rows": past[-1].get("bad_rows", 0) if past else 0}
         if cfg.eval_labeler:
             ref = reference_images(Path(cfg.dataset), cfg.resolution, cfg.eval_n)
-            metrics |= evaluate_samples(images, load_labeler(cfg.eval_labeler), cfg.eval_attributes, reference=ref)
+            held = heldout_images(Path(cfg.dataset), cfg.resolution, cfg.eval_n)
+            metrics |= evaluate_samples(images, load_labeler(cfg.eval_labeler), cfg.eval_attributes, reference=ref,
+                                        heldout=held)
         mlrun.log_metrics(metrics)
     return metrics | {"checkpoint": str(ckpt)}

@@ -200,6 +200,14 @@ class Session:
     in_ray: bool = False
     quiet: bool = False  # no tick lines (experiments running many short trainings)
 
+    def __post_init__(self) -> None:
+        if self.device.type == "cuda":
+            # cuDNN's autotuner picks kernels by timing, so two runs can pick different ones and differ (two fp32
+            # runs on the H200 did, benchmarks/results/loop_overhead_cuda_fp32.json); with the autotuner off the
+            # recipe study's runs came out identical on two machines (experiments/gan_recipes.py)
+            torch.backends.cudnn.benchmark = False
+            torch.backends.cudnn.deterministic = True
+
     @classmethod
     def ray(cls, config: dict, precision: str, name: str) -> Session:
         rank, world, device = train_worker(config)  # Ray: rank, world size and device of this Train worker

@@ -39,7 +39,7 @@ def student_width(cfg: DistillConfig, teacher: nn.Module, tcfg: GanConfig) -> in
 
     if cfg.student_width is not None:
         return cfg.student_width
-    return auto_width(tcfg.resolution, tcfg.z_dim, int(count_params(teacher) * cfg.max_param_ratio))
+    return auto_width(cfg.student_arch, tcfg, int(count_params(teacher) * cfg.max_param_ratio))
 
 
 def run(cfg: DistillConfig, out: Path, ctx: RunContext | None = None) -> dict:
@@ -47,7 +47,7 @@ def run(cfg: DistillConfig, out: Path, ctx: RunContext | None = None) -> dict:
 
     Returns the metrics (student's `fairness_discrepancy_<attr>_<n>`, `fd_attrclf_<n>`, `share_*`; the teacher's
     under `teacher_*`; params, img/s) plus `checkpoint`."""
-    from fairray.data.reference import reference_images
+    from fairray.data.reference import heldout_images, reference_images
     from fairray.labelers.registry import load_labeler
     from fairray.models.generator_io import load_generator
     from fairray.report import fig_png, shares_figure
@@ -76,8 +76,11 @@ def run(cfg: DistillConfig, out: Path, ctx: RunContext | None = None) -> dict:
         t_fit = time.perf_counter() - t1
         S, info = load_student(ckpt)
         dataset = cfg.reference or tcfg.dataset
-        ref = reference_images(Path(dataset), tcfg.resolution, cfg.eval_n) if dataset and Path(dataset).exists() else None
-        metrics, tables, t_img, s_img = evaluate(T, S, tcfg.z_dim, labeler, cfg, ref)
+        ref = held = None
+        if dataset and Path(dataset).exists():
+            ref = reference_images(Path(dataset), tcfg.resolution, cfg.eval_n)
+            held = heldout_images(Path(dataset), tcfg.resolution, cfg.eval_n)
+        metrics, tables, t_img, s_img = evaluate(T, S, tcfg.z_dim, labeler, cfg, ref, held)
         metrics |= {"student_width": float(width), "pairs_seconds": t_pairs, "distill_seconds": t_fit,
                     "pairs_selected": float(summary["selected"]), "kimg": info["nimg"] / 1000}
         target = {name: 1.0 / len(t) for name, t in tables.items()}

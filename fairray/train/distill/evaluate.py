@@ -60,7 +60,8 @@ def side_by_side(teacher: np.ndarray, student: np.ndarray, title: str):
     return fig
 
 
-def evaluate(T: nn.Module, S: nn.Module, z_dim: int, labeler, cfg: DistillConfig, reference: np.ndarray | None
+def evaluate(T: nn.Module, S: nn.Module, z_dim: int, labeler, cfg: DistillConfig, reference: np.ndarray | None,
+             heldout: np.ndarray | None = None
              ) -> tuple[dict[str, float], dict[str, pd.DataFrame], np.ndarray, np.ndarray]:
     """Teacher and student on the same eval latents: fairness, fd_attrclf, shares, throughput, parameters."""
     from fairray.metrics.generated import count_tag, evaluate_samples
@@ -70,8 +71,8 @@ def evaluate(T: nn.Module, S: nn.Module, z_dim: int, labeler, cfg: DistillConfig
     n, tag = cfg.eval_n, count_tag(cfg.eval_n)
     t_img, t_rate = timed_sample(T, n, z_dim, cfg.eval_seed)
     s_img, s_rate = timed_sample(S, n, z_dim, cfg.eval_seed)
-    mt = evaluate_samples(t_img, labeler, cfg.eval_attributes, reference=reference)
-    ms = evaluate_samples(s_img, labeler, cfg.eval_attributes, reference=reference)
+    mt = evaluate_samples(t_img, labeler, cfg.eval_attributes, reference=reference, heldout=heldout)
+    ms = evaluate_samples(s_img, labeler, cfg.eval_attributes, reference=reference, heldout=heldout)
     metrics = {k: v for k, v in ms.items()} | {f"teacher_{k}": v for k, v in mt.items()}
     if hasattr(labeler, "features"):
         ft = np.concatenate([labeler.features(t_img[i:i + 500]) for i in range(0, n, 500)])

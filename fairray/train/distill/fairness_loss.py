@@ -81,6 +81,14 @@ def fairness_loss(labeler, heads: list[str], target: list[float] | None = None, 
     return FairnessLoss(labeler.model, heads, t, labeler.resolution, labeler.temperature, kind).to(device)
 
 
+def ramp_at(progress: float, warmup: float) -> float:
+    """Weight of the adversarial and fairness terms: 0 for the first `warmup` share of training, then linear to 1
+    over the next `warmup` share (1 throughout when warmup is 0)."""
+    if warmup <= 0:
+        return 1.0
+    return float(min(max((progress - warmup) / warmup, 0.0), 1.0))
+
+
 def k_at(progress: float, schedule: str, k_max: float) -> float:
     """k in [0, k_max]: 0 at the start of training, k_max at the end (the pixel term's weight is 1 - k)."""
     p = min(max(progress, 0.0), 1.0)

@@ -23,7 +23,7 @@ from fairray.models.ema import Ema
 from fairray.models.generator_io import build_models, ema_weights
 from fairray.ray_env import fit_torch
 from fairray.train.checkpoint import load_state
-from fairray.train.distill.fairness_loss import FairnessLoss, fairness_loss, k_at
+from fairray.train.distill.fairness_loss import FairnessLoss, fairness_loss, k_at, ramp_at
 from fairray.train.distill.pairs import load_pairs
 from fairray.train.loop import Means, Phase, Session, TickClock, grid_writer, prepare, to_unit, unwrap
 
@@ -58,21 +58,26 @@ class DistillLoss:
                  "feat": feature_l1([f.float() for f in fake_feats], [f.float() for f in real_feats])}
         with torch.autocast(real.device.type, enabled=False):  # the frozen classifier's softmax stays in fp32
             parts["fair"] = self.fair(self.free.float()) if self.fair is not None else torch.zeros((), device=real.device)
-        loss = (cfg.lambda_pix * (1 - batch["k"]) * parts["pix"] + cfg.lambda_adv * parts["adv"]
-                + cfg.lambda_feat * parts["feat"] + cfg.lambda_fair * parts["fair"])
+        ramp = batch["ramp"]  # the distribution-shaping terms start once the student draws the teacher's faces
+        loss = (cfg.lambda_pix * (1 - batch["k"]) * parts["pix"] + ramp * cfg.lambda_adv * parts["adv"]
+                + cfg.lambda_feat * parts["feat"] + ramp * cfg.lambda_fair * parts["fair"])
         return loss, {"loss_g": loss, **{f"loss_{n}": v for n, v in parts.items()}}
 
 
 def build(config: dict, cfg: DistillConfig) -> tuple[nn.Module, nn.Module, GanConfig]:
     """The student, D with per-block features (from the teacher's D when d_init=teacher), the teacher's config."""
-    from fairray.models.student import FeatureDiscriminator, build_student
+    from fairray.models.student import FeatureDiscriminator, build_student, thin_from
 
     teacher = load_state(Path(config["teacher"]))
     tcfg = GanConfig.model_validate(teacher["config"])
-    _, D = build_models(tcfg)
+    T, D = build_models(tcfg)
     if cfg.d_init == "teacher":  # D starts knowing faces: its features are meaningful targets from step 0
         D.load_state_dict(teacher["D"])
-    return build_student(tcfg.resolution, tcfg.z_dim, config["width"]), FeatureDiscriminator(D), tcfg
+    S = build_student(cfg.student_arch, tcfg, config["width"])
+    if cfg.student_arch == "thinned":
+        T.load_state_dict(ema_weights(teacher))
+        thin_from(S, T)
+    return S, FeatureDiscriminator(D), tcfg
 
 
 def train_loop(config: dict) -> None:
@@ -115,7 +120,8 @@ def train_loop(config: dict) -> None:
         idx = torch.multinomial(w_t, B, replacement=True, generator=gen)
         k = k_at(clock.progress, cfg.k_schedule, cfg.k_max)
         batch = {"z": z_all[idx].to(s.device), "real": to_unit(torch.from_numpy(images[idx.numpy()]), s.device, True),
-                 "z_free": torch.randn(B, z_all.shape[1], generator=gen).to(s.device), "k": k}
+                 "z_free": torch.randn(B, z_all.shape[1], generator=gen).to(s.device), "k": k,
+                 "ramp": ramp_at(clock.progress, cfg.warmup)}
         s.run_phases(loss, phases, batch, means)
         if clock.advance(step_img):
             m = {"k": k, **means.pop()}
@@ -145,6 +151,6 @@ def load_student(checkpoint: Path, ema: bool = True) -> tuple[nn.Module, dict]:
     if state is None or state.get("format") != FORMAT:
         raise FairrayError(f"{checkpoint} is not a complete fairray student checkpoint")
     tcfg = GanConfig.model_validate(state["teacher_config"])
-    S = build_student(tcfg.resolution, tcfg.z_dim, state["width"])
+    S = build_student(state["config"].get("student_arch", "separable"), tcfg, state["width"])
     S.load_state_dict(ema_weights(state) if ema else state["G"])
     return S.eval(), {k: state[k] for k in ("config", "teacher", "teacher_config", "width", "history", "nimg")}
