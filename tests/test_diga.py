@@ -64,7 +64,9 @@ def test_diga_point(tmp_path, ray_local, gan_trained, attrclf_trained, synth_90_
     cfg = DigaConfig(classifier=clf, labeler=f"attrclf:{attrclf_trained[0]}", generator=str(gan_trained),
                      encoder_kimg=2, encoder_width=8, refine_steps=2, choose_n=64, coefficients=[0.8, 1.0])
     prep = directions.prepare(cfg, tmp_path)
-    assert prep.train_z.shape == (len(prep.train_images), 32)
+    from fairray.models.generator_io import load_generator
+
+    assert prep.train_z.shape == (len(prep.train_images), load_generator(gan_trained)[1].z_dim)
     from fairray.labelers.registry import load_labeler
 
     c, rows = directions.choose_coefficient(cfg, prep, load_labeler(cfg.labeler), 3.0)
