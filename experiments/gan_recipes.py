@@ -54,6 +54,10 @@ RECIPES: dict[str, dict] = {
     "dcgan": FORMER,
     "ada": ADA,
     "ada-hinge": ADA | {"loss": "hinge"},
+    # one protocol component off at a time: which one makes the unweighted GAN under-draw the minority?
+    "ada-no-mbstd": ADA | {"mbstd_group": 0},
+    "ada-no-r1": ADA | {"r1_gamma": 0.0},
+    "ada-batch64": ADA | {"batch_size": 64},
     "style": ADA | {"model": "style", "lr_g": 0.0025, "lr_d": 0.0025, "map_layers": 2, "w_dim": 128},
     "style-diffaug": ADA | {"model": "style", "lr_g": 0.0025, "lr_d": 0.0025, "map_layers": 2, "w_dim": 128,
                             "augment": ["translation", "cutout"]},
@@ -255,7 +259,7 @@ def run(args: argparse.Namespace) -> None:
             done.add((r["setting"], r["recipe"], r["mode"], r["seed"]))
     jobs = []
     for setting in args.settings.split(","):
-        modes = settings()[setting]["modes"]
+        modes = [m for m in settings()[setting]["modes"] if m in args.modes.split(",")]
         for seed in map(int, args.seeds.split(",")):
             for mode in modes:
                 for recipe in args.recipes.split(","):
@@ -414,6 +418,7 @@ def main() -> None:
     r.add_argument("--settings", default=",".join(settings()))
     r.add_argument("--recipes", default=",".join(RECIPES))
     r.add_argument("--seeds", default="0,1,2,3,4")
+    r.add_argument("--modes", default="none,weight", help="unweighted (none) and/or reweighted (weight) GANs")
     r.add_argument("--budgets", default="40,80,160", help="kimg at which each run's EMA generator is evaluated")
     r.add_argument("--device", default="cpu")
     r.add_argument("--procs", type=int, default=2)
