@@ -75,10 +75,10 @@ def evaluate_samples(images: np.ndarray, labeler: Labeler, heads: list[str], ref
 
         tag = count_tag(len(images))
         f_fake = feats(images)
-        if reference is not None:
-            metrics[f"fd_attrclf_{tag}"] = float(frechet_distance(*feature_stats(f_fake),
-                                                                  *feature_stats(feats(reference))))
-        f_real = feats(manifold)
+        f_ref = feats(reference) if reference is not None else None
+        if f_ref is not None:
+            metrics[f"fd_attrclf_{tag}"] = float(frechet_distance(*feature_stats(f_fake), *feature_stats(f_ref)))
+        f_real = f_ref if manifold is reference else feats(manifold)  # features once per image set
         if len(f_real) // 2 >= min_rows(nearest_k) and len(f_fake) >= min_rows(nearest_k):
             a, b = split_halves(len(f_real))
             v = prdc_metrics(f_real[a], f_real[b], f_fake, nearest_k)

@@ -74,6 +74,11 @@ class EqConv(nn.Module):
         return F.leaky_relu(x, 0.2) * SQRT2
 
 
+def normalize_2nd_moment(z: torch.Tensor) -> torch.Tensor:
+    """z on the sphere of radius sqrt(dim), as StyleGAN feeds its mapping network."""
+    return z * (z.square().mean(1, keepdim=True) + 1e-8).rsqrt()
+
+
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool) -> torch.Tensor:
     """StyleGAN2's modulated conv, non-fused: x * s, conv, * 1/sqrt(sum (w s)^2)."""
     x = x * styles.to(x.dtype)[:, :, None, None]
@@ -110,8 +115,7 @@ class Mapping(nn.Module):
                                    for a, b in zip(dims[:-1], dims[1:], strict=True)])
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        z = z * (z.square().mean(1, keepdim=True) + 1e-8).rsqrt()  # z on the sphere, as in StyleGAN
-        return self.net(z)
+        return self.net(normalize_2nd_moment(z))
 
 
 class Generator(nn.Module):
@@ -131,7 +135,7 @@ class Generator(nn.Module):
 
     def mapping(self, z: torch.Tensor) -> torch.Tensor:
         """z -> w (the identity on z's sphere without a mapping network)."""
-        return self.map(z) if self.map is not None else z * (z.square().mean(1, keepdim=True) + 1e-8).rsqrt()
+        return self.map(z) if self.map is not None else normalize_2nd_moment(z)
 
     def synthesis(self, w: torch.Tensor) -> torch.Tensor:
         x = self.const[None].expand(w.shape[0], -1, -1, -1)
