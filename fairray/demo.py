@@ -139,13 +139,12 @@ def stage_attrclf(c: Ctx) -> None:
 
 
 def stage_label(c: Ctx) -> None:
-    from fairray.data.pipeline import label
+    from fairray.data.pipeline import label, label_metrics
 
     out = c.out / "labeled"
     s = label(LabelConfig(dataset=str(c.paths["data"]), labeler=f"attrclf:{c.paths['attrclf']}"), out)
     c.paths["labeled"] = out
-    c.result.metrics["label"] = {f"agreement_{h}": e.get("agreement_with_ground_truth", float("nan"))
-                                 for h, e in s["heads"].items()} | {"rows": s["rows_out"], "errors": s["errors"]}
+    c.result.metrics["label"] = label_metrics(s) | {"rows": s["rows_out"]}
     g = s["heads"]["gender"]
     text = (f"Ray Data streamed {s['rows_out']:,} rows through a decode task and an attrclf actor pool "
             f"({s['errors']} bad rows). Predicted gender shares {g['shares'][0]:.3f}/{g['shares'][1]:.3f} vs ground "

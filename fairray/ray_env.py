@@ -21,6 +21,9 @@ os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 # The Train controller polls its workers every 2 s by default; 0.5 s saves about 1.3 s per fit here
 # (benchmarks/train_overhead.py), and the demo makes seven fits.
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+# Train V2 re-routes a worker's print() into the root logger and also tees it to the (wrapped) stdout, so every
+# tick line reached the console twice; workers of a local Ray inherit this and print once.
+os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
 
 import ray  # noqa: E402
 

@@ -63,7 +63,7 @@ def train_attrclf(cfg: AttrClfConfig, out: Path) -> None:
 
     metrics = attrclf.run(cfg, out)
     table = Table("head", "test accuracy", "ECE (calibrated)", "ECE (raw)", title="attrclf on held-out test")
-    for h in cfg.heads:
+    for h in [k[4:-5] for k in metrics if k.startswith("acc_") and k.endswith("_test")]:
         table.add_row(h, f"{metrics[f'acc_{h}_test']:.3f}", f"{metrics[f'ece_{h}_test']:.3f}",
                       f"{metrics[f'ece_{h}_test_uncalibrated']:.3f}")
     out_console.print(table)
@@ -80,14 +80,24 @@ def label(
 ) -> None:
     """Label a dataset with a labeler actor pool (Ray Data); rows in == rows out, bad files marked."""
     from fairray.data.pipeline import label as run_label
+    from fairray.data.pipeline import label_metrics
 
     s = run_label(cfg, out)
+    with RunContext().tracker_for(out, cfg).run("label", tags={"fairray.command": "label"}) as run:
+        run.log_params({"dataset": cfg.dataset, "labeler": cfg.labeler, "reference": cfg.reference})
+        run.log_metrics(label_metrics(s))
+        for f in ("summary.json", "distributions.png"):
+            run.log_artifact(out / f)
     table = Table("head", "labeled shares", "agreement with ground truth", title=f"{s['rows_out']:,} rows labeled")
     for h, e in s["heads"].items():
         shares = " ".join(f"{c}:{v:.3f}" for c, v in zip(e["classes"], e["shares"], strict=True))
         agree = e.get("agreement_with_ground_truth")
         table.add_row(h, shares, "-" if agree is None else f"{agree:.3f}")
     out_console.print(table)
+    if s.get("labeler_domain_mismatch"):
+        console.print(f"[yellow]warning:[/] the labeler was trained on {s['labeler_sources']} and labeled "
+                      f"{s['data_sources']}: its labels may be near chance here (labeler_domain_mismatch in "
+                      "summary.json and MLflow)", highlight=False)
     out_console.print(f"{s['errors']} row(s) with errors (see {out / 'errors.parquet'}); "
                       f"charts: {out / 'distributions.png'}; data: {out / 'data'}")
 

@@ -94,7 +94,8 @@ def with_section_defaults(cls: type[BaseModel], data: dict) -> dict:
         sub = field.annotation
         if name in out and isinstance(out[name], dict) and isinstance(sub, type) and issubclass(sub, Cfg):
             default = field.get_default(call_default_factory=True)
-            base = default.model_dump(mode="json", exclude_unset=False) if isinstance(default, Cfg) else {}
+            # exclude_unset: a field left at its default stays unset, so a stage can tell "default" from "asked for"
+            base = default.model_dump(mode="json", exclude_unset=True) if isinstance(default, Cfg) else {}
             # user values over this section's configured defaults, then (deeper) over the sub-config's own
             out[name] = with_section_defaults(sub, _deep_merge(base, out[name], sub))
     return out

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from fairray.config.base import Cfg
-from fairray.config.runtime import RayConfig
+from fairray.config.runtime import RayConfig, TrackingConfig
 from fairray.data.bias import BiasSpec, parse_bias
 
 
@@ -40,6 +40,7 @@ class LabelConfig(Cfg):
     actors: int | None = Field(None, ge=1, description="labeler actors; default: one per GPU, else 1")
     max_pixels: int = Field(50_000_000, ge=1, description="larger images are errors (decompression bombs)")
     ray: RayConfig = Field(default_factory=RayConfig)
+    tracking: TrackingConfig = Field(default_factory=lambda: TrackingConfig(experiment="fairray-label"))
 
 
 class BalanceConfig(Cfg):

@@ -21,7 +21,9 @@ class AttrClfConfig(Cfg):
     resolution: Literal[32, 64, 128] = 32
     width: int = Field(16, ge=4)
     blocks: list[int] = Field(default_factory=lambda: [2, 2, 2, 2], min_length=1)
-    epochs: int = Field(6, ge=1)
+    epochs: int = Field(6, ge=1, description="passes over the train split (by default at least min_kimg's worth)")
+    min_kimg: float = Field(30.0, ge=0, description="unless epochs is set, train at least this many thousand images: "
+                                                    "a small real set gets the steps a from-scratch CNN needs")
     batch_size: int = Field(128, ge=2)
     lr: float = Field(3e-3, gt=0)
     weight_decay: float = Field(5e-4, ge=0)

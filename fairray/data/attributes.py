@@ -89,6 +89,18 @@ def attribute_labels(name: str) -> tuple[str, ...]:
     return BASE[name].labels if name in BASE else DERIVED[name].labels
 
 
+def add_available_derived(df: pd.DataFrame) -> pd.DataFrame:
+    """Add each derived attribute whose base column a real dataset has and which it lacks (nullable: NA stays NA).
+
+    `Young` from `age9`, `tone4` from a Monk `skin_tone10`, and so on; a column the source labels itself
+    (CelebA's `Young`, `Male`) is left as labelled.
+    """
+    for d in DERIVED.values():
+        if d.base in df.columns and d.name not in df.columns:
+            df[d.name] = pd.to_numeric(df[d.base], errors="coerce").astype("Int64").map(d.mapping).astype("Int64")
+    return df
+
+
 def add_derived(df: pd.DataFrame) -> pd.DataFrame:
     """Append every derived attribute column computed from the base columns."""
     for d in DERIVED.values():

@@ -17,6 +17,8 @@ Attribute codes (all nullable Int64; NA = unknown or not applicable):
   race5_utk    UTKFace: 0 White, 1 Black, 2 Asian, 3 Indian, 4 Others; `age` (years) and age9 binned from it
   age5         AI-Face: 0 child, 1 youth, 2 adult, 3 middle-aged, 4 senior; skin_tone10 Monk 1..10;
                fake 0 real, 1 AI-generated (AI-Face's Target)
+  derived      where the base column is there and the source does not label it itself: age9 from `age` in
+               years, then Young (age9 <= 3, under 30), tone4 from skin_tone10, Male from gender, hair colours
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from fairray.data.attributes import add_available_derived
 from fairray.data.decode import probe_image
 from fairray.data.table import DATA_DIR, ShardWriter, write_manifest
 from fairray.errors import FairrayError
@@ -373,6 +376,9 @@ def _read_file(file: Path, rel: str) -> tuple[bytes | None, str | None]:
 def _write(cfg: ReaderConfig, rows: pd.DataFrame, out: Path) -> dict:
     if not len(rows):
         raise FairrayError(f"{cfg.fmt}: no rows found under {cfg.root}")
+    if "age" in rows.columns and "age9" not in rows.columns:  # a folder CSV with ages in years
+        rows["age9"] = age9_from_years(rows["age"])
+    rows = add_available_derived(rows)
     writer = ShardWriter(out)
     errors: dict[str, str] = {}
     for start in range(0, len(rows), cfg.shard_rows):

@@ -56,3 +56,35 @@ def load_split(dataset: Path, split: str | None, columns: list[str], rank: int =
     df.attrs["bad_rows"] = len(failed)
     df.attrs["bad_examples"] = failed[:MAX_EXAMPLES]
     return images, df
+
+
+def subsets(dataset: Path) -> set[str]:
+    """The `subset` values of a dataset (SynthFaces: biased, reference; a reader's output: real)."""
+    if "subset" not in columns_of(dataset):
+        return set()
+    return {str(s) for s in read_table(dataset, columns=["subset"]).subset.dropna().unique()}
+
+
+def columns_of(dataset: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    from fairray.data.table import shard_paths
+
+    return pq.read_schema(shard_paths(dataset)[0]).names
+
+
+def check_split(dataset: Path, split: str, columns: list[str], subset: str | None = None) -> int:
+    """On the driver, before Ray starts: the dataset exists, has `columns`, and `split` (in `subset`) holds rows
+    without `error` set. Returns their count; every failure is one line (FairrayError)."""
+    if not Path(dataset).exists():
+        raise FairrayError(f"dataset={dataset}: no such directory")
+    df = read_table(dataset, columns=list(dict.fromkeys(["split", "error", *columns, *(["subset"] if subset else [])])))
+    rows = df[(df.split == split) & df.error.isna()]
+    if subset is not None:
+        rows = rows[rows.subset == subset]
+    if rows.empty:
+        where = f"split={split!r}" + (f", subset={subset!r}" if subset else "")
+        have = sorted({str(s) for s in df.split.unique()})
+        raise FairrayError(f"{dataset}: no usable rows with {where} (its splits: {have}"
+                           + (f"; subsets: {sorted(subsets(dataset))})" if subset else ")"))
+    return len(rows)

@@ -10,6 +10,7 @@ balance: exact undersampling to equal cell counts, or per-row weights 1/(K * sha
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,8 @@ from fairray.errors import FairrayError
 from fairray.labelers.base import Head
 from fairray.labelers.registry import input_size, load_labeler
 from fairray.ray_env import init_ray, resolve_device
+
+log = logging.getLogger("fairray.data")
 
 TRUE_SUFFIX = "_true"  # ground-truth labels that a labeler's predictions displace
 
@@ -88,6 +91,22 @@ class LabelActor:
         return pa.table(cols)
 
 
+GENERATED = "generated"  # generated samples: in the domain of the generator's training data, not checked here
+
+
+def domain(labeler_sources: tuple[str, ...] | None, dataset: Path) -> dict:
+    """Which `source` values of the dataset the labeler never saw in training (a cartoon-trained labeler applied
+    to photographs gives near-chance labels with confident probabilities)."""
+    data = sorted(str(v) for v in read_table(dataset, columns=["source"]).source.unique())
+    unseen = [] if labeler_sources is None else [s for s in data if s not in labeler_sources and s != GENERATED]
+    if unseen:
+        log.warning("the labeler was trained on source(s) %s and is labeling %s: expect labels near chance "
+                    "(train one on this data: fairray train-attrclf --set dataset=...)",
+                    list(labeler_sources or []), unseen)
+    return {"data_sources": data, "labeler_sources": None if labeler_sources is None else list(labeler_sources),
+            "labeler_domain_mismatch": bool(unseen)}
+
+
 def label(cfg: LabelConfig, out: Path) -> dict:
     import ray
 
@@ -95,6 +114,7 @@ def label(cfg: LabelConfig, out: Path) -> dict:
     paths = [str(p) for p in shard_paths(Path(cfg.dataset))]
     probe = load_labeler(cfg.labeler, "cpu")  # fail fast on a bad spec/checkpoint, before any Ray work
     heads, size = probe.heads, input_size(probe)
+    checked = domain(getattr(probe, "sources", None), Path(cfg.dataset))
     init_ray(cfg.ray.address)
     device = resolve_device(cfg.ray.device)
     gpus = 1 if device == "cuda" else 0
@@ -110,7 +130,7 @@ def label(cfg: LabelConfig, out: Path) -> dict:
     if (out / DATA_DIR).exists():
         raise FairrayError(f"{out / DATA_DIR} exists; choose a new --out")
     ds.write_parquet(str(out / DATA_DIR))
-    return summarize(cfg, out, heads)
+    return summarize(cfg, out, heads, checked)
 
 
 def _shares(values: pd.Series, head: Head) -> np.ndarray:
@@ -118,7 +138,7 @@ def _shares(values: pd.Series, head: Head) -> np.ndarray:
     return counts / max(counts.sum(), 1)
 
 
-def summarize(cfg: LabelConfig, out: Path, heads: tuple[Head, ...]) -> dict:
+def summarize(cfg: LabelConfig, out: Path, heads: tuple[Head, ...], checked: dict | None = None) -> dict:
     """summary.json, errors.parquet and charts: labeled vs ground truth vs reference vs uniform."""
     from fairray.report import fig_png, shares_figure
 
@@ -133,7 +153,7 @@ def summarize(cfg: LabelConfig, out: Path, heads: tuple[Head, ...]) -> dict:
         ref_cols = [c for c in names if c in pd.read_parquet(shard_paths(Path(cfg.reference))[0]).columns]
         ref = read_table(Path(cfg.reference), columns=ref_cols)
     summary: dict = {"rows_in": n_in, "rows_out": len(df), "errors": len(errors), "labeler": cfg.labeler,
-                     "heads": {}}
+                     **(checked or {}), "heads": {}}
     tables = {}
     for h in heads:
         cols = {"labeled": _shares(df[h.name], h)}
@@ -154,6 +174,15 @@ def summarize(cfg: LabelConfig, out: Path, heads: tuple[Head, ...]) -> dict:
     if len(df) != n_in:
         raise FairrayError(f"labeling lost rows: {n_in} in, {len(df)} out")  # a bug, never a user mistake
     return summary
+
+
+def label_metrics(summary: dict) -> dict[str, float]:
+    """A label summary's numbers as MLflow metrics (agreement per head where the data has ground truth)."""
+    m = {k: float(summary[k]) for k in ("rows_in", "rows_out", "errors")}
+    if "labeler_domain_mismatch" in summary:
+        m["labeler_domain_mismatch"] = float(summary["labeler_domain_mismatch"])
+    return m | {f"agreement_{h}": e["agreement_with_ground_truth"] for h, e in summary["heads"].items()
+                if "agreement_with_ground_truth" in e}
 
 
 def pq_rows(path: Path) -> int:

@@ -74,7 +74,8 @@ def read_table(dataset: Path, columns: list[str] | None = None) -> pd.DataFrame:
     if columns is not None:
         missing = [c for c in columns if c not in have]
         if missing:
-            raise FairrayError(f"{dataset}: missing column(s) {missing}; it has {sorted(have)}")
+            attrs = [c for c in attribute_names(sorted(have)) if c not in missing]
+            raise FairrayError(f"{dataset}: no column(s) {missing}; its attribute columns are {attrs}")
     key = "image_id" in have
     borrowed = key and columns is not None and "image_id" not in columns  # read only to sort by
     read = [*columns, "image_id"] if borrowed else columns
@@ -92,7 +93,11 @@ def iter_batches(dataset: Path, batch_size: int, columns: list[str] | None = Non
 
 def attribute_columns(dataset: Path) -> list[str]:
     """Attribute columns (everything that is not bookkeeping, image data or nuisance)."""
-    names = pq.read_schema(shard_paths(dataset)[0]).names
+    return attribute_names(pq.read_schema(shard_paths(dataset)[0]).names)
+
+
+def attribute_names(names: list[str]) -> list[str]:
+    """The attribute columns among a table's column names."""
     skip = set(REQUIRED_COLUMNS) | {"image", "path", "subset", "labeler", "seed", "generator", "checkpoint",
                                     "latent_ref"}
     return [c for c in names if c not in skip and not c.startswith("nz_") and not c.endswith("_prob")]

@@ -101,8 +101,8 @@ def prepare(cfg: DigaConfig, out: Path, progress: bool = False) -> Prepared:
     from fairray.train import classifier
 
     out = Path(out)
-    clf = cfg.classifier
-    dataset = classifier.dataset_path(clf, out, progress)
+    dataset = classifier.dataset_path(cfg.classifier, out, progress)
+    clf = classifier.for_dataset(cfg.classifier, dataset)
     ckpt = ensure_generator(cfg.generator, cfg.gan, clf, dataset, out)
     G, gcfg = load_generator(ckpt)
     if gcfg.resolution != clf.resolution:

@@ -209,8 +209,8 @@ def run(cfg: LatentDebiasConfig, out: Path, ctx: RunContext | None = None) -> di
     if cfg.labeler is None:
         raise FairrayError("set labeler=attrclf:DIR (train one with `fairray train-attrclf`)")
     ctx, out = ctx or RunContext(progress=False), Path(out)
-    clf = cfg.classifier
-    dataset = classifier.dataset_path(clf, out, ctx.progress)
+    dataset = classifier.dataset_path(cfg.classifier, out, ctx.progress)
+    clf = classifier.for_dataset(cfg.classifier, dataset)
     # the classifier's tracking section is where this stage logs when the caller brings no tracker
     tracker = ctx.tracker_for(out, clf)
     t0 = time.perf_counter()

@@ -34,6 +34,8 @@ class AttrClfLabeler:
         self.heads = tuple(
             Head(h, tuple(attribute_labels(h)) if h in ALL_ATTRIBUTES else tuple(map(str, codes)), tuple(codes))
             for h, codes in state["codes"].items())
+        # The `source` values of its training rows; None for a checkpoint saved before labelers recorded them.
+        self.sources: tuple[str, ...] | None = tuple(state["sources"]) if "sources" in state else None
         self.path = path
 
     def _input(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:

@@ -37,6 +37,8 @@ class Head:
 class Labeler(Protocol):
     name: str
     heads: tuple[Head, ...]
+    # `source` values (fairray's table column) of the images it was trained on; None: unknown or zero-shot.
+    sources: tuple[str, ...] | None
 
     def predict_proba(self, images: np.ndarray | torch.Tensor) -> dict[str, np.ndarray]:
         """uint8 (N, H, W, 3) -> {head name: float32 (N, len(head.classes)) probabilities}."""

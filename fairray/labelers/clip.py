@@ -139,6 +139,7 @@ class ClipLabeler:
     """CLIP zero-shot: softmax(logit_scale * cos(image, class text)) per head, class texts fixed at init."""
 
     name = "clip"
+    sources = None  # zero-shot: no training domain to check against
 
     def __init__(self, model_name: str, pretrained: str | Path, device: str = "cpu",
                  prompts: Mapping[str, Any] | None = None, dtype: torch.dtype = torch.float32,

@@ -82,6 +82,7 @@ class FairFaceLabeler:
 
     name = "fairface"
     resolution = 224
+    sources = ("fairface",)  # trained on FairFace's photographs
 
     def __init__(self, path: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32,
                  race: Literal[7, 4] = 7):

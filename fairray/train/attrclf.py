@@ -7,6 +7,7 @@ calibration.png (reliability diagrams after calibration), accuracy_by_group.csv.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -19,7 +20,8 @@ import torch.nn.functional as F
 from fairray.config import AttrClfConfig
 from fairray.data.attributes import ALL_ATTRIBUTES, attribute_values
 from fairray.data.loading import load_split
-from fairray.data.table import read_table
+from fairray.data.table import attribute_columns, read_table
+from fairray.errors import FairrayError
 from fairray.models.classifiers import AttributeClassifier, ClassifierConfig
 from fairray.ray_env import fit_torch
 from fairray.stage import RunContext
@@ -28,6 +30,44 @@ from fairray.train.loop import Means, Phase, Session, TickClock, prepare, to_uni
 
 IGNORE = -100
 GROUP_COLUMNS = ("gender", "tone4")
+
+
+MAX_CLASSES = 16  # an attribute column with more distinct values is not a default head
+NOT_HEADS = {"age"}  # years: a quantity, binned into age9 by the readers
+
+
+def for_dataset(cfg: AttrClfConfig, dataset: Path) -> AttrClfConfig:
+    """The config a dataset can train, settled on the driver before Ray starts.
+
+    Heads: as given (each must be a column: a one-line error names the columns it has), or by default the default
+    heads the dataset has, then its own categorical columns (race7, race5_utk, age5, ...). Epochs: as given, or by
+    default enough for `min_kimg` thousand images, so a small real set (1,600 faces) trains as many steps as the
+    SynthFaces default does rather than a few dozen."""
+    update: dict = {}
+    if "heads" in cfg.model_fields_set:
+        read_table(dataset, columns=cfg.heads)  # a head the dataset lacks: the error names the columns it has
+    else:
+        attrs = attribute_columns(dataset)
+        heads = [h for h in cfg.heads if h in attrs]
+        own = read_table(dataset, columns=[a for a in attrs if a not in heads and a not in ALL_ATTRIBUTES | NOT_HEADS])
+        heads += [c for c in own.columns if 2 <= own[c].nunique() <= MAX_CLASSES]
+        if not heads:
+            raise FairrayError(f"{dataset}: no attribute column to train a head on (its columns: {attrs})")
+        update["heads"] = heads
+    rows = read_table(dataset, columns=["split", "error"])
+    n_train = int(((rows.split == "train") & rows.error.isna()).sum())
+    if n_train < cfg.batch_size:
+        raise FairrayError(f"{dataset}: {n_train} usable train rows, fewer than one batch ({cfg.batch_size}); "
+                           "set a smaller batch_size or use more data")
+    if "epochs" not in cfg.model_fields_set:
+        update["epochs"] = max(cfg.epochs, math.ceil(cfg.min_kimg * 1000 / n_train))
+    return cfg.model_copy(update=update)
+
+
+def training_sources(dataset: Path) -> list[str]:
+    """The `source` values of the train split: the domain a labeler trained on it knows."""
+    df = read_table(dataset, columns=["source", "split"])
+    return sorted(str(s) for s in df.source[df.split == "train"].unique())
 
 
 def head_codes(dataset: Path, heads: list[str]) -> dict[str, list[int]]:
@@ -168,7 +208,8 @@ def finalize(cfg: AttrClfConfig, dataset: Path, ckpt_dir: Path, out: Path) -> di
     model = AttributeClassifier(mcfg)
     model.load_state_dict(state["model"])
     x_va, df_va = load_split(dataset, "val", list(codes), size=cfg.resolution)
-    x_te, df_te = load_split(dataset, "test", list(dict.fromkeys([*codes, *GROUP_COLUMNS])), size=cfg.resolution)
+    groups = [c for c in GROUP_COLUMNS if c in attribute_columns(dataset)]
+    x_te, df_te = load_split(dataset, "test", list(dict.fromkeys([*codes, *groups])), size=cfg.resolution)
     y_va, y_te = targets(df_va, codes), targets(df_te, codes)
     lg_va, lg_te = predict_logits(model, x_va, "cpu"), predict_logits(model, x_te, "cpu")
     temps, metrics, curves, by_group = {}, {}, {}, []
@@ -182,15 +223,16 @@ def finalize(cfg: AttrClfConfig, dataset: Path, ckpt_dir: Path, out: Path) -> di
         metrics[f"ece_{h}_test_uncalibrated"] = ece(calibrated_probs(lg_te[h][ok_te]), labels)
         curves[h] = (probs, labels)
         correct = pd.Series(probs.argmax(1) == labels, index=df_te.index[ok_te])
-        for g in [c for c in GROUP_COLUMNS if c in df_te.columns]:
+        for g in groups:
             for v, acc in correct.groupby(df_te.loc[ok_te, g]).mean().items():
                 by_group.append({"head": h, "group": g, "value": int(v), "accuracy": float(acc),
                                  "n": int((df_te.loc[ok_te, g] == v).sum())})
     dest = Path(out) / "attrclf"
     dest.mkdir(parents=True, exist_ok=True)
+    sources = training_sources(dataset)
     torch.save({"config": asdict(mcfg), "state_dict": model.state_dict(), "codes": codes, "temperature": temps,
-                "format": "fairray.attrclf/1"}, dest / "model.pt")
-    (dest / "metrics.json").write_text(json.dumps(metrics | {"temperature": temps}, indent=2))
+                "sources": sources, "format": "fairray.attrclf/1"}, dest / "model.pt")
+    (dest / "metrics.json").write_text(json.dumps(metrics | {"temperature": temps, "sources": sources}, indent=2))
     pd.DataFrame(by_group).to_csv(dest / "accuracy_by_group.csv", index=False)
     fig_png(reliability_figure(curves, title="attrclf reliability on test (after temperature scaling)"),
             dest / "calibration.png")
@@ -205,6 +247,7 @@ def run(cfg: AttrClfConfig, out: Path, ctx: RunContext | None = None) -> dict:
     dataset = Path(cfg.dataset) if cfg.dataset else out / "data" / "synthfaces"
     if cfg.dataset is None and not (dataset / "dataset.json").is_file():
         synth_dataset.build(cfg.synth, dataset, progress=ctx.progress)
+    cfg = for_dataset(cfg, dataset)
     tracker = ctx.tracker_for(out, cfg)
     with tracker.run(ctx.name or "train-attrclf", parent=ctx.parent,
                      tags={"fairray.command": "train-attrclf", **ctx.tags}) as run_:

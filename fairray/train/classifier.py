@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from fairray.config import FairClassifierConfig
-from fairray.data.loading import load_split
+from fairray.data.loading import check_split, load_split, subsets
 from fairray.errors import FairrayError
 from fairray.metrics.downstream import bias_direction, calibrated_threshold, evaluate
 from fairray.models.classifiers import AttributeClassifier, ClassifierConfig
@@ -190,13 +190,16 @@ def evaluate_model(cfg: FairClassifierConfig, state: dict, dataset: Path) -> dic
     return m | {f"val_{k}": v for k, v in val.items() if k not in ("threshold", "n_eval")}
 
 
-def check_columns(cfg: FairClassifierConfig, dataset: Path) -> None:
-    from fairray.data.table import read_table
-
-    df = read_table(dataset, columns=None).head(1)
-    missing = [c for c in (cfg.target, cfg.protected) if c not in df.columns]
-    if missing:
-        raise FairrayError(f"{dataset} has no column(s) {missing}; columns: {sorted(df.columns)}")
+def for_dataset(cfg: FairClassifierConfig, dataset: Path) -> FairClassifierConfig:
+    """Checked on the driver before Ray starts. A dataset without the default subsets (a reader's output holds
+    only `real` rows) trains and is scored on every row of its splits; a subset the user set must exist."""
+    have = subsets(dataset)
+    update = {k: None for k in ("train_subset", "eval_subset")
+              if getattr(cfg, k) is not None and getattr(cfg, k) not in have and k not in cfg.model_fields_set}
+    cfg = cfg.model_copy(update=update)
+    for split in ("train", "val", "test"):
+        check_split(dataset, split, [cfg.target, cfg.protected], cfg.train_subset if split == "train" else None)
+    return cfg
 
 
 def run(cfg: FairClassifierConfig, out: Path, ctx: RunContext | None = None) -> dict[str, float]:
@@ -205,7 +208,7 @@ def run(cfg: FairClassifierConfig, out: Path, ctx: RunContext | None = None) -> 
     ctx, out = ctx or RunContext(progress=False), Path(out)
     name = ctx.name or "classifier"
     dataset = dataset_path(cfg, out, ctx.progress)
-    check_columns(cfg, dataset)
+    cfg = for_dataset(cfg, dataset)
     tracker = ctx.tracker_for(out, cfg)
     with tracker.run(name, parent=ctx.parent, tags={"fairray.command": "train-classifier", **ctx.tags}) as mlrun:
         mlrun.log_params(cfg.model_dump(mode="json") | {"dataset": str(dataset)})
