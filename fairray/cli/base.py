@@ -64,7 +64,8 @@ def user_errors(fn: F) -> F:
 
 
 def default_out(command: str, out: Path | None) -> Path:
-    return out if out is not None else Path("runs") / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}"
+    """--out, or runs/<command>-<time>; absolute, since Ray workers run in directories of their own."""
+    return (out if out is not None else Path("runs") / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}").absolute()
 
 
 def assign(**values: Any) -> list[str]:

@@ -206,7 +206,12 @@ def train_gan(
     for k, v in m.items():
         if not k.endswith(("_lo", "_hi")):
             out_console.print(f"  {k}: {v:.4f}" if isinstance(v, float) else f"  {k}: {v}")
-    out_console.print(f"samples: {out / (cfg.name + '_grid.png')}")
+    out_console.print(f"samples: {out / (cfg.name + '_grid.png')}  metrics: {out / (cfg.name + '_metrics.json')}")
+    if any(k.startswith("valid_") and v == 0 for k, v in m.items()):
+        from fairray.metrics.validity import VALIDITY_RULE
+
+        console.print(f"[yellow]not meaningful:[/] the samples fail the validity rule ({VALIDITY_RULE}); the fairness "
+                      "numbers above describe samples that are not faces of the data", highlight=False)
 
 
 @stage_command(app, "distill", DistillConfig)

@@ -139,6 +139,8 @@ def fit(cfg: FairClassifierConfig, dataset: Path, out: Path, name: str = "classi
                          on_tick=lambda m, st: print_tick(cfg, m))
         return {k: v.cpu() for k, v in model.state_dict().items()}
     storage = (Path(out) / "ray_results").resolve()
+    # workers run in directories of their own: every path they read must be absolute
+    cfg = cfg.model_copy(update={"augment_data": [str(Path(a).resolve()) for a in cfg.augment_data]})
     ckpt = fit_torch(train_loop, {"cfg": cfg.model_dump(mode="json"), "dataset": str(Path(dataset).resolve()),
                                   "run_dir": str(storage / name)},
                      cfg.ray, name, storage, what="classifier training")

@@ -9,6 +9,7 @@ the newest complete one.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from fairray.config import GanConfig
-from fairray.data.loading import load_split
+from fairray.data.loading import check_split, load_split
 from fairray.errors import FairrayError
 from fairray.models.ema import Ema
 from fairray.models.generator_io import build_models
@@ -180,6 +181,7 @@ def maybe_fault(cfg: GanConfig, s: Session, nimg: int) -> None:
 
 def fit(cfg: GanConfig, dataset: Path, out: Path, tracking: dict | None = None) -> Path:
     """Run (or continue) the Ray Train job named cfg.name under <out>/ray_results; returns the last checkpoint."""
+    check_split(Path(dataset), "train", [])  # an empty or missing split is one line here, not a worker traceback
     storage = (Path(out) / "ray_results").resolve()
     return fit_torch(train_loop, {"cfg": cfg.model_dump(mode="json"), "dataset": str(Path(dataset).resolve()),
                                   "run_dir": str(storage / cfg.name), "tracking": tracking},
@@ -200,6 +202,10 @@ def run(cfg: GanConfig, out: Path, ctx: RunContext | None = None) -> dict:
         raise FairrayError("set dataset=DIR (e.g. the output of `fairray synth` or `fairray debias ratio`)")
     if not Path(cfg.dataset).exists():
         raise FairrayError(f"dataset={cfg.dataset}: no such directory")
+    if cfg.eval_labeler:  # a bad labeler or attribute fails now, not after the training
+        heads = {h.name for h in load_labeler(cfg.eval_labeler).heads}
+        if missing := [a for a in cfg.eval_attributes if a not in heads]:
+            raise FairrayError(f"eval_attributes {missing}: the labeler has no such head; heads: {sorted(heads)}")
     with ctx.resumable_run(out, cfg, "train-gan", ctx.name or cfg.name, cfg.model_dump(mode="json")) as mlrun:
         tracking = mlrun.worker_spec(out)
         ckpt = fit(cfg, Path(cfg.dataset), out, tracking)
@@ -215,4 +221,5 @@ def run(cfg: GanConfig, out: Path, ctx: RunContext | None = None) -> dict:
             metrics |= evaluate_samples(images, load_labeler(cfg.eval_labeler), cfg.eval_attributes, reference=ref,
                                         heldout=held)
         mlrun.log_metrics(metrics)
+        (out / f"{cfg.name}_metrics.json").write_text(json.dumps(metrics | {"checkpoint": str(ckpt)}, indent=2))
     return metrics | {"checkpoint": str(ckpt)}

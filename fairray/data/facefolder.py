@@ -1,4 +1,5 @@
-"""Real-layout face folders for tests: SynthFaces renders saved as JPEG files the way real datasets ship them.
+"""Real-layout face folders: SynthFaces renders saved as JPEG files the way real datasets ship them, for the
+tests and `experiments/own_faces.py` (a stand-in for a user's folder: no face data can be downloaded here).
 
 `write_utkface` names files `[age]_[gender]_[race]_[date&time].jpg.chip.jpg`; `write_folder_csv` writes an image
 folder + labels.csv. Both add the broken files real downloads contain (BROKEN: one row each, marked, never a crash)
