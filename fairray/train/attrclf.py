@@ -49,7 +49,8 @@ def for_dataset(cfg: AttrClfConfig, dataset: Path) -> AttrClfConfig:
     else:
         attrs = attribute_columns(dataset)
         heads = [h for h in cfg.heads if h in attrs]
-        own = read_table(dataset, columns=[a for a in attrs if a not in heads and a not in ALL_ATTRIBUTES | NOT_HEADS])
+        skip = set(heads) | set(ALL_ATTRIBUTES) | NOT_HEADS
+        own = read_table(dataset, columns=[a for a in attrs if a not in skip])
         heads += [c for c in own.columns if 2 <= own[c].nunique() <= MAX_CLASSES]
         if not heads:
             raise FairrayError(f"{dataset}: no attribute column to train a head on (its columns: {attrs})")
