@@ -57,7 +57,7 @@ def generate(checkpoint: Path, n: int, out: Path, seed: int = 0, batch_size: int
 
     if not is_complete(Path(checkpoint)):
         raise FairrayError(f"{checkpoint} is not a complete fairray GAN checkpoint")
-    out = Path(out)
+    out = Path(out).absolute()  # Ray write tasks run in directories of their own
     manifest = {"source": "generated", "checkpoint": str(Path(checkpoint).resolve()), "rows": n, "seed": seed}
     if (out / DATA_DIR).exists():
         done = read_manifest(out) if (out / MANIFEST).is_file() else None

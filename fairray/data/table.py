@@ -53,7 +53,8 @@ class ShardWriter:
 
 
 def shard_paths(dataset: Path) -> list[Path]:
-    dataset = Path(dataset)
+    """The dataset's Parquet shards, absolute: Ray tasks read them from working directories of their own."""
+    dataset = Path(dataset).absolute()
     if dataset.is_file() and dataset.suffix == ".parquet":
         return [dataset]
     for d in (dataset / DATA_DIR, dataset):

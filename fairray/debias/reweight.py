@@ -199,7 +199,7 @@ def run(cfg: ReweightConfig, out: Path, ctx: RunContext | None = None) -> dict:
         ds = ds.map_batches(WeightActor, fn_constructor_kwargs={"state": state, "calib": calib, "clip_max": clip_max},
                             batch_format="numpy", batch_size=256, num_cpus=0.5,
                             compute=ray.data.ActorPoolStrategy(size=1))
-        ds.write_parquet(str(out / DATA_DIR))
+        ds.write_parquet(str(Path(out).absolute() / DATA_DIR))  # write tasks run in directories of their own
     finally:
         data_ctx.enable_progress_bars = bars  # the process's other pipelines keep their setting
     df = read_table(out, columns=["subset", "split", "weight", *cfg.report_attributes])
