@@ -1,12 +1,14 @@
-"""Labeling throughput, one run, three ways, at each n (JSON out):
+"""Labeling (and density-ratio) throughput, one run, three ways, at each n (JSON out):
 
   (a) naive loop as the seeds do it: PIL open per image, per-image transform, fp32, batch 32;
   (b) the bare model on pre-loaded tensors at its best batch size and dtype;
-  (c) fairray's Ray Data pipeline (`fairray.data.pipeline.label`): Parquet -> decode + label actor -> Parquet,
-      end to end (Ray start-up included, as a `fairray label` call pays it) and in steady state (rows after the
-      first batch left an actor / time from then to the last batch), with the fixed start-up broken down.
+  (c) fairray's Ray Data pipeline (`fairray.data.pipeline.label`, or with --stage ratio the fairgen density-ratio
+      pass `fairray.debias.reweight.weight_pass`): Parquet -> decode + model actor -> Parquet, end to end (Ray
+      start-up included, as a command pays it) and in steady state (rows after the first batch left an actor /
+      time from then to the last batch), with the fixed start-up broken down.
 
     python benchmarks/label_throughput.py --labeler attrclf:DIR --n 10000,100000 [--device cpu|cuda]
+    python benchmarks/label_throughput.py --stage ratio --n 10000,100000    # the ratio classifier (random weights)
 
 Each n runs in a fresh process (a cold Ray, as a user's command); (a) and (b) on the first 5,000 images.
 """
@@ -26,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from pipeline_clock import batches, steady_state
 
 from fairray.config import LabelConfig, SynthConfig
 from fairray.data import synth_dataset
@@ -36,7 +39,7 @@ from fairray.labelers.registry import input_size, load_labeler
 BASELINE_N = 5_000
 
 
-def naive(blobs: list[bytes], labeler, size: int, device: str) -> float:
+def naive(blobs: list[bytes], model, size: int, device: str) -> float:
     t0 = time.perf_counter()
     batch = []
     for b in blobs:
@@ -44,23 +47,23 @@ def naive(blobs: list[bytes], labeler, size: int, device: str) -> float:
         batch.append(torch.from_numpy(np.asarray(im)).permute(2, 0, 1).float() / 255)
         if len(batch) == 32:
             with torch.no_grad():
-                labeler.model(torch.stack(batch).to(device))
+                model(torch.stack(batch).to(device))
             batch = []
     return len(blobs) / (time.perf_counter() - t0)
 
 
-def bare(images: np.ndarray, labeler, size: int, device: str) -> tuple[float, int, str]:
+def bare(images: np.ndarray, model, size: int, device: str) -> tuple[float, int, str]:
     best = (0.0, 0, "fp32")
     x_all = to_model_input(images, size, device)
     for dtype in ([torch.float32, torch.bfloat16] if device == "cuda" else [torch.float32]):
         for bs in (64, 256, 1024):
             with torch.inference_mode(), torch.autocast(device, dtype=torch.bfloat16, enabled=dtype != torch.float32):
-                labeler.model(x_all[:bs])
+                model(x_all[:bs])
                 if device == "cuda":
                     torch.cuda.synchronize()
                 t0 = time.perf_counter()
                 for i in range(0, len(x_all), bs):
-                    labeler.model(x_all[i:i + bs])
+                    model(x_all[i:i + bs])
                 if device == "cuda":
                     torch.cuda.synchronize()
                 rate = len(x_all) / (time.perf_counter() - t0)
@@ -69,48 +72,82 @@ def bare(images: np.ndarray, labeler, size: int, device: str) -> tuple[float, in
     return best
 
 
-def pipeline_run(data: Path, labeler: str, device: str, batch_size: int, actors: int | None) -> dict:
-    """One `label` call in this (fresh) process: end-to-end, steady-state and start-up seconds."""
+def ratio_model() -> tuple[dict, dict]:
+    """A density-ratio classifier as `fairray debias ratio` builds it (ReweightConfig's size), random weights, and
+    an identity calibration: its throughput does not depend on what it learnt."""
+    from fairray.config import ReweightConfig
+    from fairray.debias.reweight import HEAD
+    from fairray.models.classifiers import AttributeClassifier, ClassifierConfig
+
+    cfg = ReweightConfig(dataset="-")
+    config = {"heads": {HEAD: 2}, "resolution": 32, "width": cfg.width, "blocks": tuple(cfg.blocks)}
+    model = AttributeClassifier(ClassifierConfig(**config)).eval()
+    return {"config": config, "state_dict": model.state_dict()}, {"method": "temperature", "temperature": 1.0}
+
+
+def pipeline_run(data: Path, stage: str, labeler: str | None, device: str, batch_size: int, actors: int | None
+                 ) -> dict:
+    """One `label` call (or one density-ratio pass) in this (fresh) process: end-to-end, steady-state, start-up."""
     from fairray.data.pipeline import label
+    from fairray.debias.reweight import weight_pass
 
     with tempfile.TemporaryDirectory() as d:
         timings, stamps = Path(d) / "timings", {}
         timings.mkdir()
         t0 = time.time()
-        s = label(LabelConfig(dataset=str(data), labeler=labeler, batch_size=batch_size, actors=actors,
-                              ray={"device": device}), Path(d) / "labeled", timings=timings, stamps=stamps)
-        batches = sorted((float(t), int(k)) for f in timings.glob("*.txt")
-                         for t, k in (line.split() for line in f.read_text().splitlines()))
-    n = s["rows_out"]
-    first, last = batches[0][0], batches[-1][0]
-    after_first = n - batches[0][1]
+        if stage == "label":
+            s = label(LabelConfig(dataset=str(data), labeler=labeler, batch_size=batch_size, actors=actors,
+                                  ray={"device": device}), Path(d) / "labeled", timings=timings, stamps=stamps)
+            n = s["rows_out"]
+        else:
+            state, calib = ratio_model()
+            weight_pass(data, Path(d) / "weighted", state, calib, clip_max=1e9, progress=False, timings=timings)
+            stamps = {"done": time.time()}
+            n = len(read_table(Path(d) / "weighted", columns=["weight"]))
+        steady, first, last = steady_state(timings)
+        n_batches = len(batches(timings))
+    if stage != "label":
+        return {"rows": n, "end_to_end_s": stamps["done"] - t0, "end_to_end_img_per_s": n / (stamps["done"] - t0),
+                "steady_img_per_s": steady, "startup_s": {"total_to_first_batch": first - t0},
+                "tail_s": {"write_after_last_batch": stamps["done"] - last}, "batches": n_batches}
     return {"rows": n, "end_to_end_s": stamps["done"] - t0, "end_to_end_img_per_s": n / (stamps["done"] - t0),
-            "steady_img_per_s": after_first / (last - first) if last > first else float("nan"),
+            "steady_img_per_s": steady,
             "startup_s": {"labeler_load_and_domain_check": stamps["labeler_loaded"] - t0,
                           "ray_init": stamps["ray_ready"] - stamps["labeler_loaded"],
                           "plan_and_first_batch": first - stamps["ray_ready"],
                           "total_to_first_batch": first - t0},
             "tail_s": {"write_after_last_batch": stamps["written"] - last,
                        "summary": stamps["done"] - stamps["written"]},
-            "batches": len(batches), "batch_size": batch_size}
+            "batches": n_batches, "batch_size": batch_size}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--labeler", required=True)
+    ap.add_argument("--stage", choices=("label", "ratio"), default="label")
+    ap.add_argument("--labeler", default=None, help="label stage: attrclf:DIR | fairface:FILE | clip:...")
     ap.add_argument("--n", default="10000,100000", help="comma-separated dataset sizes")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--batch-size", type=int, default=512)
     ap.add_argument("--actors", type=int, default=None, help="default: from the cluster's resources")
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/label_throughput.json"))
+    ap.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/<stage>_throughput.json")
     ap.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)  # one pipeline run, JSON to stdout
     args = ap.parse_args()
     if args.child is not None:
-        print(json.dumps(pipeline_run(args.child, args.labeler, args.device, args.batch_size, args.actors)))
+        print(json.dumps(pipeline_run(args.child, args.stage, args.labeler, args.device, args.batch_size,
+                                      args.actors)))
         return
+    if args.stage == "label":
+        if args.labeler is None:
+            raise SystemExit("--labeler is required for --stage label")
+        labeler = load_labeler(args.labeler, args.device)
+        model, size = labeler.model, input_size(labeler)
+    else:
+        from fairray.models.classifiers import AttributeClassifier, ClassifierConfig
 
-    labeler = load_labeler(args.labeler, args.device)
-    size = input_size(labeler)
+        state, _ = ratio_model()
+        model = AttributeClassifier(ClassifierConfig(**state["config"])).eval()
+        model.load_state_dict(state["state_dict"])
+        size = 32
     rows = []
     with tempfile.TemporaryDirectory() as d:
         for n in (int(x) for x in args.n.split(",")):
@@ -119,10 +156,12 @@ def main() -> None:
                                 progress=False)
             blobs = read_table(data, columns=["image"]).image.tolist()[:BASELINE_N]
             images = np.stack([np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in blobs])
-            a = naive(blobs, labeler, size, args.device)
-            b, bs, dtype = bare(images, labeler, size, args.device)
-            cmd = [sys.executable, __file__, "--labeler", args.labeler, "--device", args.device,
+            a = naive(blobs, model, size, args.device)
+            b, bs, dtype = bare(images, model, size, args.device)
+            cmd = [sys.executable, __file__, "--stage", args.stage, "--device", args.device,
                    "--batch-size", str(args.batch_size), "--child", str(data)]
+            if args.labeler:
+                cmd += ["--labeler", args.labeler]
             if args.actors:
                 cmd += ["--actors", str(args.actors)]
             r = subprocess.run(cmd, capture_output=True, text=True)
@@ -134,11 +173,13 @@ def main() -> None:
                          "steady_over_bare": round(c["steady_img_per_s"] / b, 3),
                          "end_to_end_over_naive": round(c["end_to_end_img_per_s"] / a, 2)})
             print(json.dumps(rows[-1], indent=1), flush=True)
-    report = {"benchmark": "label_throughput", "labeler": args.labeler.split(":")[0], "device": args.device,
+    report = {"benchmark": "label_throughput", "stage": args.stage,
+              "labeler": args.labeler.split(":")[0] if args.labeler else "ratio classifier", "device": args.device,
               "rows": rows, "machine": platform.node(), "cpus": torch.get_num_threads(),
               "date": time.strftime("%Y-%m-%d")}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
+    out = args.out or Path(f"benchmarks/results/{args.stage}_throughput.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from fairray.data.summary import share_tables, value_counts
 from fairray.data.table import read_table
 from fairray.errors import FairrayError
 from fairray.metrics.fairness import fairness_discrepancy, kl_to_uniform
+from fairray.narrative import change
 from fairray.report import Section, fig_png, grid_figure, shares_figure, write_html
 from fairray.report_runs import build as build_report
 from fairray.report_runs import log_section
@@ -281,9 +282,9 @@ def stage_gan(c: Ctx) -> None:
     text = (f"A Ray Tune grid over fairgen's flattening power alpha ({len(rows)} trials, one Ray Train GAN each, "
             f"run side by side; alpha 0 is the unweighted GAN). Every GAN saw {c.cfg.gan.kimg:g} kimg of the same "
             f"data. Unweighted, {u[share_key]:.1%} of the faces are female-presenting (data: {data_share:.0%}); "
-            f"at alpha {w['alpha']:g} it is {w[share_key]:.1%}, and the fairness discrepancy goes "
-            f"{u[f_name]:.3f} -> {w[f_name]:.3f} ({1 - w[f_name] / max(u[f_name], 1e-9):.0%} lower) while "
-            f"{q_name} goes {u[q_name]:.2f} -> {w[q_name]:.2f}. Shares are attrclf labels of {c.cfg.eval_n:,} "
+            f"at alpha {w['alpha']:g} it is {w[share_key]:.1%}; "
+            f"{change('the fairness discrepancy', u[f_name], w[f_name])} and "
+            f"{change(q_name, u[q_name], w[q_name], fmt='.2f')}. Shares are attrclf labels of {c.cfg.eval_n:,} "
             f"samples (bootstrap intervals in MLflow); each trial is an MLflow child run of the campaign."
             + not_meaningful({n: v.get(f"valid_{tag}") for n, v in rows.items()}))
     c.add(Section("GANs: unweighted vs fairgen-reweighted (Ray Tune alpha campaign)", text,
@@ -328,7 +329,7 @@ def stage_distill(c: Ctx) -> None:
                 f"({m['student_params'] / m['teacher_params']:.0%} of the teacher's parameters) was trained with Ray "
                 f"Train on L1 + adversarial + feature losses plus the differentiable fairness term. On the same "
                 f"latents the female-presenting share goes {m[f'teacher_{sh}']:.1%} (teacher) -> {m[sh]:.1%} "
-                f"(student); {q} {m[f'teacher_{q}']:.2f} -> {m[q]:.2f}."
+                f"(student); {change(q, m[f'teacher_{q}'], m[q], fmt='.2f')}."
                 + not_meaningful({"teacher": m.get(f"teacher_{v}"), "student": m.get(v)}))
         images = [(cap, (c.out / "distill" / f"{cfg.name}_{n}.png").read_bytes())
                   for cap, n in (("teacher vs student shares (same latents)", "shares"),
@@ -369,10 +370,18 @@ def stage_classifier(c: Ctx) -> None:
     text = (f"A {t} classifier trained on a set where {t} and {g} are cut 1:9:9:1 (DiGA's split), scored on a "
             f"balanced test split; the baseline's DEO is {d0:.3f} at accuracy {a0:.1%}." + (skipped or (
                 f" GAN latent debiasing adds {cfg.n_pairs:,} complementary pairs from the reweighted GAN (z and z' with "
-                f"{t} kept and {g} flipped, from two linear SVMs in latent space): DEO {d0:.3f} -> {d1:.3f} at "
-                f"accuracy {a0:.1%} -> {a1:.1%}. Flip check by attrclf: {deb.get('pairs_protected_flipped', 0):.0%} "
+                f"{t} kept and {g} flipped, from two linear SVMs in latent space): "
+                f"{change('DEO', d0, d1, before_ci=ci(base, keys['DEO']), after_ci=ci(deb, keys['DEO']))}; "
+                f"{change('accuracy', a0, a1, lower_is_better=False, fmt='.1%')}. "
+                f"Flip check by attrclf: {deb.get('pairs_protected_flipped', 0):.0%} "
                 f"of pairs flipped {g}, {deb.get('pairs_target_kept', 0):.0%} kept {t}.")))
     c.add(Section(f"Fair downstream classifier ({t} vs {g})", text, [], table))
+
+
+def ci(metrics: dict, key: str) -> tuple[float, float] | None:
+    """A metric's bootstrap interval (<key>_lo, <key>_hi) when the run logged one."""
+    lo, hi = metrics.get(f"{key}_lo"), metrics.get(f"{key}_hi")
+    return (lo, hi) if lo is not None and hi is not None else None
 
 
 STAGES: dict[str, Callable[[Ctx], None]] = {

@@ -14,17 +14,22 @@ import pyarrow as pa
 
 from fairray.data.table import DATA_DIR, MANIFEST, encode_png, read_manifest, write_manifest
 from fairray.errors import FairrayError
-from fairray.ray_env import init_ray, resolve_device
+from fairray.ray_env import actor_pool, init_ray, resolve_device
 
 
 class GeneratorActor:
     """Loads the EMA generator once; latents are a function of (seed, row index), so output is deterministic."""
 
-    def __init__(self, checkpoint: str, seed: int, device: str):
+    def __init__(self, checkpoint: str, seed: int, device: str, threads: int | None = None,
+                 timings: str | None = None):
         import torch
 
+        from fairray.data.pipeline import BatchClock
         from fairray.models.generator_io import load_generator
 
+        if threads is not None:
+            torch.set_num_threads(threads)
+        self.clock = BatchClock(timings)
         self.G, self.cfg = load_generator(Path(checkpoint))
         self.G.to(device)
         self.checkpoint, self.seed, self.device, self.torch = checkpoint, seed, device, torch
@@ -39,7 +44,7 @@ class GeneratorActor:
         with torch.no_grad():
             images = to_images(self.G(torch.from_numpy(z).float().to(self.device)))
         n, r = len(ids), self.cfg.resolution
-        return pa.table({
+        table = pa.table({
             "image_id": [f"gen-{self.cfg.name}-{self.seed}-{int(i):07d}" for i in ids],
             "source": ["generated"] * n, "subset": ["generated"] * n, "split": ["gen"] * n,
             "image": encode_png(images), "path": pa.nulls(n, pa.string()), "height": [r] * n, "width": [r] * n,
@@ -47,10 +52,14 @@ class GeneratorActor:
             "checkpoint": [self.checkpoint] * n, "seed": [self.seed] * n,
             "latent": pa.array(list(z.astype(np.float32)), type=pa.list_(pa.float32())),
         })
+        self.clock.tick(n)
+        return table
 
 
-def generate(checkpoint: Path, n: int, out: Path, seed: int = 0, batch_size: int = 500, actors: int = 1,
-             device: str = "auto", address: str | None = None) -> dict:
+def generate(checkpoint: Path, n: int, out: Path, seed: int = 0, batch_size: int = 500, actors: int | None = None,
+             device: str = "auto", address: str | None = None, timings: Path | None = None) -> dict:
+    """n samples of a checkpoint's EMA generator -> <out> (canonical table + manifest); reused when already there.
+    `actors` default: from the cluster's resources; `timings`: see pipeline.BatchClock."""
     import ray
 
     from fairray.train.checkpoint import is_complete
@@ -69,11 +78,13 @@ def generate(checkpoint: Path, n: int, out: Path, seed: int = 0, batch_size: int
         shutil.rmtree(out / DATA_DIR)  # no manifest: an interrupted write, never read
     init_ray(address)
     dev = resolve_device(device)
+    n_actors, cpus, threads = actor_pool(dev, actors)
     ds = ray.data.range(n).map_batches(
         GeneratorActor, fn_constructor_kwargs={"checkpoint": str(Path(checkpoint).resolve()), "seed": seed,
-                                               "device": dev},
-        batch_size=batch_size, batch_format="numpy", num_cpus=0.5, num_gpus=1 if dev == "cuda" else 0,
-        compute=ray.data.ActorPoolStrategy(size=actors))
+                                               "device": dev, "threads": threads,
+                                               "timings": str(timings) if timings else None},
+        batch_size=batch_size, batch_format="numpy", num_cpus=cpus, num_gpus=1 if dev == "cuda" else 0,
+        compute=ray.data.ActorPoolStrategy(size=n_actors))
     ds.write_parquet(str(out / DATA_DIR))
     write_manifest(out, manifest)
     return manifest

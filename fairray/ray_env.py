@@ -73,6 +73,19 @@ def resolve_device(device: str) -> str:
     return "cuda" if has_gpu else "cpu"
 
 
+def actor_pool(device: str, actors: int | None = None) -> tuple[int, float, int | None]:
+    """(actors, CPUs per actor, torch threads per actor) for a Ray Data model stage, from the cluster's resources.
+
+    GPU: one actor per GPU. CPU: one actor per 2 CPUs, each asking for half a CPU (so Parquet read and write
+    tasks always find a free CPU: 1-CPU actors that fill a small cluster starve them) and running CPUs / actors
+    torch threads (the CPU request is a scheduling token here, not a thread budget)."""
+    if device == "cuda":
+        return actors or max(1, cluster_gpus()), 0.5, None
+    cpus = max(1, int(cluster_cpus()))
+    n = actors or max(1, cpus // 2)
+    return n, 0.5, max(1, cpus // n)
+
+
 def worker_resources(workers: int, use_gpu: bool, cpus_per_worker: float | None = None) -> dict[str, float]:
     """CPU share per Train worker: leave room for Ray Data tasks on small clusters (1-CPU actors that fill
     the cluster deadlock the pipeline)."""

@@ -80,7 +80,8 @@ def generate(
     n: Annotated[int, typer.Option(help="Number of samples.")] = 10_000,
     seed: Annotated[int, typer.Option(help="Latent seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-    actors: Annotated[int, typer.Option(help="Generator actors (one GPU each with --device cuda).")] = 1,
+    actors: Annotated[int | None, typer.Option(help="Generator actors (one GPU each with --device cuda); "
+                                                    "default: from the cluster's resources.")] = None,
     address: Annotated[str | None, typer.Option(help="Ray address (default $RAY_ADDRESS or a local Ray).")] = None,
     out: OutOpt = None,
 ) -> None:
@@ -91,7 +92,7 @@ def generate(
 
     if n < 1:
         raise FairrayError("--n must be at least 1")
-    if actors < 1:
+    if actors is not None and actors < 1:
         raise FairrayError("--actors must be at least 1")
     out = default_out("generate", out)
     run_generate(checkpoint, n, out, seed=seed, device=device, actors=actors, address=address)

@@ -9,6 +9,7 @@ and the awkward-but-valid ones (AWKWARD: 16-bit PNG, CMYK JPEG, EXIF-rotated JPE
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -60,24 +61,28 @@ def awkward_bytes(kind: str, image: np.ndarray) -> tuple[bytes, str]:
     return jpeg(np.rot90(image, k=1).copy(), exif=exif.tobytes()), ".jpg"
 
 
-def write_utkface(root: Path, n: int, seed: int = 0, resolution: int = 64) -> pd.DataFrame:
-    """UTKFace layout under root/UTKFace: n good faces + BROKEN + AWKWARD files; returns one row per file written."""
+def files(n: int, seed: int, resolution: int) -> Iterator[tuple[int, pd.Series, str, bytes, str]]:
+    """(index, attribute row, kind, file bytes, suffix) for n good faces, then AWKWARD, then BROKEN files."""
     rows, images = faces(n + len(AWKWARD) + len(BROKEN), seed, resolution)
-    folder = Path(root) / "UTKFace"
-    folder.mkdir(parents=True, exist_ok=True)
     kinds = ["good"] * n + list(AWKWARD) + list(BROKEN)
-    written = []
     for i, (kind, img) in enumerate(zip(kinds, images, strict=True)):
-        r = rows.iloc[i]
-        race = int(min(4, (int(r.skin_tone10) - 1) // 2))  # a stand-in: UTKFace codes race 0-4
-        name = f"{AGE_YEARS[int(r.age9)]}_{int(r.gender)}_{race}_2017011{i % 10}{i:08d}"
         if kind in BROKEN:
             data, suffix = broken_bytes(kind, img, seed + i), ".jpg"
         elif kind in AWKWARD:
             data, suffix = awkward_bytes(kind, img)
         else:
             data, suffix = jpeg(img), ".jpg"
-        path = folder / f"{name}.jpg.chip{suffix}"
+        yield i, rows.iloc[i], kind, data, suffix
+
+
+def write_utkface(root: Path, n: int, seed: int = 0, resolution: int = 64) -> pd.DataFrame:
+    """UTKFace layout under root/UTKFace: n good faces + BROKEN + AWKWARD files; returns one row per file written."""
+    folder = Path(root) / "UTKFace"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, r, kind, data, suffix in files(n, seed, resolution):
+        race = int(min(4, (int(r.skin_tone10) - 1) // 2))  # a stand-in: UTKFace codes race 0-4
+        path = folder / f"{AGE_YEARS[int(r.age9)]}_{int(r.gender)}_{race}_2017011{i % 10}{i:08d}.jpg.chip{suffix}"
         path.write_bytes(data)
         written.append({"file": path.name, "kind": kind, "gender": int(r.gender)})
     return pd.DataFrame(written)
@@ -85,21 +90,12 @@ def write_utkface(root: Path, n: int, seed: int = 0, resolution: int = 64) -> pd
 
 def write_folder_csv(root: Path, n: int, seed: int = 0, resolution: int = 64) -> pd.DataFrame:
     """An image folder + labels.csv (file, sex as text, age in years, smile): the `folder` reader's layout."""
-    rows, images = faces(n + len(AWKWARD) + len(BROKEN), seed, resolution)
     folder = Path(root) / "images"
     folder.mkdir(parents=True, exist_ok=True)
-    kinds = ["good"] * n + list(AWKWARD) + list(BROKEN)
     labels = []
-    for i, (kind, img) in enumerate(zip(kinds, images, strict=True)):
-        if kind in BROKEN:
-            data, suffix = broken_bytes(kind, img, seed + i), ".jpg"
-        elif kind in AWKWARD:
-            data, suffix = awkward_bytes(kind, img)
-        else:
-            data, suffix = jpeg(img), ".jpg"
+    for i, r, kind, data, suffix in files(n, seed, resolution):
         name = f"face_{i:05d}{suffix}"
         (folder / name).write_bytes(data)
-        r = rows.iloc[i]
         labels.append({"file": name, "sex": ("male", "female")[int(r.gender)], "age": AGE_YEARS[int(r.age9)],
                        "smile": int(r.Smiling), "kind": kind})
     df = pd.DataFrame(labels)

@@ -24,7 +24,7 @@ from fairray.data.table import DATA_DIR, read_manifest, read_table, shard_paths,
 from fairray.errors import FairrayError
 from fairray.labelers.base import Head
 from fairray.labelers.registry import absolute_spec, input_size, load_labeler
-from fairray.ray_env import init_ray, resolve_device
+from fairray.ray_env import actor_pool, init_ray, resolve_device
 
 log = logging.getLogger("fairray.data")
 
@@ -36,33 +36,39 @@ def _text(v: object) -> str | None:
     return v if isinstance(v, str) else None
 
 
-def ok_rows(batch: dict[str, np.ndarray]) -> np.ndarray:
-    """Rows without an error (an all-null error column comes back from Arrow as NaN floats, not None)."""
-    return np.array([_text(e) is None for e in batch["error"]], dtype=bool)
-
-
-def decode_batch_udf(batch: dict[str, np.ndarray], size: int, max_pixels: int) -> dict[str, np.ndarray]:
-    """CPU task: image bytes (or a path) -> uint8 pixels at the labeler's size; failures set `error`."""
+def decode_table(table: pa.Table, size: int, max_pixels: int
+                 ) -> tuple[np.ndarray, list[str | None], list[str | None]]:
+    """An Arrow batch's image bytes (or files at `path`) -> uint8 (N, size, size, 3), one error per row (None:
+    fine; a row with `error` already set is not decoded) and the paths column. Rows never go missing."""
     from fairray.data.decode import decode_batch
 
-    n = len(batch["image_id"])
-    errors = [_text(e) for e in batch.get("error", [None] * n)]
-    paths = [_text(p) for p in batch.get("path", [None] * n)]
-    blobs = []
-    for i, blob in enumerate(batch["image"]):
-        blob = blob if isinstance(blob, bytes | bytearray) else None
-        if blob is None and paths[i] is not None:
+    n, names = table.num_rows, table.column_names
+    errors = [_text(e) for e in table.column("error").to_pylist()] if "error" in names else [None] * n
+    paths = [_text(p) for p in table.column("path").to_pylist()] if "path" in names else [None] * n
+    blobs = table.column("image").to_pylist() if "image" in names else [None] * n
+    for i in range(n):
+        if errors[i] is not None:
+            blobs[i] = None
+        elif blobs[i] is None and paths[i] is not None:
             p = Path(paths[i])
-            blob = p.read_bytes() if p.is_file() else None
-            if blob is None and errors[i] is None:
+            blobs[i] = p.read_bytes() if p.is_file() else None
+            if blobs[i] is None:
                 errors[i] = f"file not found: {paths[i]}"
-        blobs.append(blob if errors[i] is None else None)
     pixels, decode_errors = decode_batch(blobs, size, max_pixels)
-    batch["error"] = np.array([e if e is not None else d for e, d in zip(errors, decode_errors, strict=True)],
-                              dtype=object)
-    batch["path"] = np.array(paths, dtype=object)
-    batch["pixels"] = pixels
-    return batch
+    return pixels, [e if e is not None else d for e, d in zip(errors, decode_errors, strict=True)], paths
+
+
+class BatchClock:
+    """Appends "<unix time> <rows>" to <dir>/<pid>.txt as each batch leaves an actor: the benchmarks' steady-state
+    clock (off unless a directory is given)."""
+
+    def __init__(self, directory: str | None):
+        self.file = Path(directory) / f"{os.getpid()}.txt" if directory else None
+
+    def tick(self, rows: int) -> None:
+        if self.file is not None:
+            with open(self.file, "a") as f:
+                f.write(f"{time.time()} {rows}\n")
 
 
 class LabelStage:
@@ -71,8 +77,7 @@ class LabelStage:
     Decoding in the actor saves an object-store round trip of the decoded pixels per batch (a separate decode
     task ships 4-48x the encoded bytes), and Arrow batches let every column the stage does not touch (the
     image bytes above all) pass through without a copy. Rows in == rows out: a row that does not decode keeps its
-    place with `error` set and null labels. With `timings`, each batch appends "<unix time> <rows>" to
-    <timings>/<pid>.txt when it leaves the actor (the benchmark's steady-state clock).
+    place with `error` set and null labels. `timings`: see BatchClock.
     """
 
     def __init__(self, spec: str, device: str, size: int, max_pixels: int, threads: int | None = None,
@@ -83,29 +88,10 @@ class LabelStage:
             torch.set_num_threads(threads)
         self.labeler = load_labeler(spec, device)
         self.spec, self.size, self.max_pixels = spec, size, max_pixels
-        self.timings = Path(timings) / f"{os.getpid()}.txt" if timings else None
-
-    def decode(self, table: pa.Table) -> tuple[np.ndarray, list[str | None], list[str | None]]:
-        """uint8 pixels at the labeler's size, one error per row (None: fine), and the paths column."""
-        from fairray.data.decode import decode_batch
-
-        n, names = table.num_rows, table.column_names
-        errors = [_text(e) for e in table.column("error").to_pylist()] if "error" in names else [None] * n
-        paths = [_text(p) for p in table.column("path").to_pylist()] if "path" in names else [None] * n
-        blobs = table.column("image").to_pylist() if "image" in names else [None] * n
-        for i in range(n):
-            if errors[i] is not None:
-                blobs[i] = None
-            elif blobs[i] is None and paths[i] is not None:
-                p = Path(paths[i])
-                blobs[i] = p.read_bytes() if p.is_file() else None
-                if blobs[i] is None:
-                    errors[i] = f"file not found: {paths[i]}"
-        pixels, decode_errors = decode_batch(blobs, self.size, self.max_pixels)
-        return pixels, [e if e is not None else d for e, d in zip(errors, decode_errors, strict=True)], paths
+        self.clock = BatchClock(timings)
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        pixels, errors, paths = self.decode(table)
+        pixels, errors, paths = decode_table(table, self.size, self.max_pixels)
         n = table.num_rows
         ok = np.array([e is None for e in errors], dtype=bool)
         probs = self.labeler.predict_proba(pixels[ok]) if ok.any() else {}
@@ -124,25 +110,8 @@ class LabelStage:
                 pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32)), pa.array(p.ravel()), mask=pa.array(~ok))
         cols["labeler"] = pa.array([self.spec] * n, type=pa.string())
         out = pa.table(cols)
-        if self.timings is not None:
-            with open(self.timings, "a") as f:
-                f.write(f"{time.time()} {n}\n")
+        self.clock.tick(n)
         return out
-
-
-def label_actors(cfg: LabelConfig, device: str) -> tuple[int, float, int | None]:
-    """(actors, CPUs per actor, torch threads per actor) from the cluster's resources, unless cfg.actors is set.
-
-    GPU: one actor per GPU. CPU: one actor per 2 CPUs, each asking for half a CPU (so Parquet read and write
-    tasks always find a free CPU: 1-CPU actors that fill a small cluster starve them) and running the node's CPUs
-    / actors torch threads (the CPU request is a scheduling token here, not a thread budget)."""
-    import ray
-
-    if device == "cuda":
-        return cfg.actors or max(1, int(ray.cluster_resources().get("GPU", 0))), 0.5, None
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    actors = cfg.actors or max(1, cpus // 2)
-    return actors, 0.5, max(1, cpus // actors)
 
 
 GENERATED = "generated"  # generated samples: in the domain of the generator's training data, not checked here
@@ -179,7 +148,7 @@ def label(cfg: LabelConfig, out: Path, timings: Path | None = None, stamps: dict
     init_ray(cfg.ray.address)
     stamp("ray_ready")
     device = resolve_device(cfg.ray.device)
-    n_actors, cpus, threads = label_actors(cfg, device)
+    n_actors, cpus, threads = actor_pool(device, cfg.actors)
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True  # output rows line up with input rows
     ds = ray.data.read_parquet(paths)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import torch
 import torch.nn.functional as F
 
@@ -133,25 +134,34 @@ def calibrate(cfg: ReweightConfig, model: AttributeClassifier, dataset: Path, ou
 
 
 class WeightActor:
-    """Ray Data actor: density-ratio weights for a batch of decoded rows."""
+    """Ray Data actor: decode an Arrow batch and write its density-ratio weights, in one process (as labeling)."""
 
-    def __init__(self, state: dict, calib: dict, clip_max: float):
+    def __init__(self, state: dict, calib: dict, clip_max: float, size: int, threads: int | None = None,
+                 timings: str | None = None):
+        from fairray.data.pipeline import BatchClock
+
+        if threads is not None:
+            torch.set_num_threads(threads)
         self.model = AttributeClassifier(ClassifierConfig(**state["config"])).eval()
         self.model.load_state_dict(state["state_dict"])
-        self.calib, self.clip_max = calib, clip_max
+        self.calib, self.clip_max, self.size, self.clock = calib, clip_max, size, BatchClock(timings)
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from fairray.data.pipeline import ok_rows
+    def __call__(self, table: pa.Table) -> pa.Table:
+        from fairray.data.pipeline import decode_table
         from fairray.debias.density_ratio import density_ratio
 
-        pixels = batch.pop("pixels")
+        pixels, errors, paths = decode_table(table, self.size, 50_000_000)
+        ok = np.array([e is None for e in errors], dtype=bool)
         p = ratio_probs(self.model, self.calib, pixels)
         w = np.minimum(density_ratio(p), self.clip_max)
-        is_ref = batch["subset"] == "reference"
-        ok = ok_rows(batch)
-        batch["ratio_prob"] = np.where(ok, p, np.nan).astype(np.float32)
-        batch["weight"] = np.where(is_ref, 1.0, np.where(ok, w, 0.0))
-        return batch
+        is_ref = np.asarray(table.column("subset").to_pylist()) == "reference"
+        cols = {name: table.column(name) for name in table.column_names}
+        cols["error"] = pa.array(errors, type=pa.string())
+        cols["path"] = pa.array(paths, type=pa.string())
+        cols["ratio_prob"] = pa.array(np.where(ok, p, np.nan).astype(np.float32))
+        cols["weight"] = pa.array(np.where(is_ref, 1.0, np.where(ok, w, 0.0)))
+        self.clock.tick(table.num_rows)
+        return pa.table(cols)
 
 
 def ratio_probs(model: AttributeClassifier, calib: dict, pixels: np.ndarray) -> np.ndarray:
@@ -167,11 +177,6 @@ def ratio_probs(model: AttributeClassifier, calib: dict, pixels: np.ndarray) -> 
 def run(cfg: ReweightConfig, out: Path, ctx: RunContext | None = None) -> dict:
     """Train + calibrate the ratio classifier, then write the dataset with a `weight` column (Ray Data). Logs no
     MLflow run of its own (its callers report the weights); ctx.progress shows the Ray Data pass's bar."""
-    import ray
-
-    from fairray.data.pipeline import decode_batch_udf
-    from fairray.ray_env import init_ray
-
     ctx, out = ctx or RunContext(), Path(out)
     dataset = Path(cfg.dataset)
     if (out / DATA_DIR).exists():
@@ -188,25 +193,37 @@ def run(cfg: ReweightConfig, out: Path, ctx: RunContext | None = None) -> dict:
     clip_max = float(np.quantile(w_train, cfg.clip_quantile))
     state = {"config": {"heads": {HEAD: 2}, "resolution": cfg.resolution, "width": cfg.width,
                         "blocks": tuple(cfg.blocks)}, "state_dict": model.state_dict()}
-    init_ray(cfg.ray.address)
-    data_ctx = ray.data.DataContext.get_current()
-    data_ctx.execution_options.preserve_order = True
-    bars, data_ctx.enable_progress_bars = data_ctx.enable_progress_bars, ctx.progress
-    try:
-        ds = ray.data.read_parquet([str(p) for p in shard_paths(dataset)])
-        ds = ds.map_batches(decode_batch_udf, batch_format="numpy", batch_size=256, num_cpus=0.5,
-                            fn_kwargs={"size": cfg.resolution, "max_pixels": 50_000_000})
-        ds = ds.map_batches(WeightActor, fn_constructor_kwargs={"state": state, "calib": calib, "clip_max": clip_max},
-                            batch_format="numpy", batch_size=256, num_cpus=0.5,
-                            compute=ray.data.ActorPoolStrategy(size=1))
-        ds.write_parquet(str(Path(out).absolute() / DATA_DIR))  # write tasks run in directories of their own
-    finally:
-        data_ctx.enable_progress_bars = bars  # the process's other pipelines keep their setting
+    weight_pass(dataset, out, state, calib, clip_max, cfg.ray.address, progress=ctx.progress)
     df = read_table(out, columns=["subset", "split", "weight", *cfg.report_attributes])
     report |= {"clip_max": clip_max, "weights": _weight_report(df, cfg.report_attributes)}
     (out / "reweight.json").write_text(json.dumps(report, indent=2, default=float))
     write_manifest(out, read_manifest(dataset) | {"reweighted": {k: v for k, v in report.items() if k != "weights"}})
     return report
+
+
+def weight_pass(dataset: Path, out: Path, state: dict, calib: dict, clip_max: float, address: str | None = None,
+                progress: bool = True, timings: Path | None = None) -> None:
+    """Ray Data: every row of `dataset` -> decode + ratio classifier in one actor stage -> <out> with `weight` and
+    `ratio_prob` (rows in == rows out; a row that does not decode gets weight 0). `timings`: see
+    pipeline.BatchClock."""
+    import ray
+
+    from fairray.ray_env import actor_pool, init_ray
+
+    init_ray(address)
+    n_actors, cpus, threads = actor_pool("cpu")  # the ratio classifier is small: CPU actors
+    data_ctx = ray.data.DataContext.get_current()
+    data_ctx.execution_options.preserve_order = True
+    bars, data_ctx.enable_progress_bars = data_ctx.enable_progress_bars, progress
+    try:
+        ds = ray.data.read_parquet([str(p) for p in shard_paths(dataset)])
+        ds = ds.map_batches(WeightActor, fn_constructor_kwargs={
+            "state": state, "calib": calib, "clip_max": clip_max, "size": state["config"]["resolution"],
+            "threads": threads, "timings": str(timings) if timings else None},
+            batch_format="pyarrow", batch_size=512, num_cpus=cpus, compute=ray.data.ActorPoolStrategy(size=n_actors))
+        ds.write_parquet(str(Path(out).absolute() / DATA_DIR))  # write tasks run in directories of their own
+    finally:
+        data_ctx.enable_progress_bars = bars  # the process's other pipelines keep their setting
 
 
 def _weight_report(df: pd.DataFrame, attrs: list[str]) -> dict:

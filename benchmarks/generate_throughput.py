@@ -1,0 +1,114 @@
+"""Generation throughput, one run, three ways, at each n (JSON out):
+
+  (a) naive loop as the seeds do it (FairFace Generator): G forward per batch of 64, each image saved as a PNG file;
+  (b) the bare generator on pre-made latents at its best batch size (no encoding, no writing);
+  (c) `fairray generate` (Ray Data: latents -> generator actor pool -> canonical Parquet with PNG bytes and
+      latents), end to end (Ray start-up included) and in steady state (rows after the first batch left an actor /
+      time from then to the last batch).
+
+    python benchmarks/generate_throughput.py --checkpoint runs/.../checkpoint_... --n 10000,100000
+
+Each pipeline run is a fresh process (a cold Ray, as a user's command); (a) and (b) on 5,000 samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+from pipeline_clock import batches, steady_state
+
+from fairray.models.generator_io import load_generator, to_images
+
+BASELINE_N = 5_000
+
+
+def naive(G, z_dim: int, n: int, out: Path, device: str) -> float:
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for start in range(0, n, 64):
+            images = to_images(G(torch.randn(min(64, n - start), z_dim, device=device)))
+            for i, im in enumerate(images):
+                Image.fromarray(im).save(out / f"{start + i:06d}.png")
+    return n / (time.perf_counter() - t0)
+
+
+def bare(G, z_dim: int, n: int, device: str) -> tuple[float, int]:
+    best = (0.0, 0)
+    z = torch.randn(n, z_dim, device=device)
+    for bs in (64, 256, 1000):
+        with torch.inference_mode():
+            G(z[:bs])
+            if device == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for i in range(0, n, bs):
+                G(z[i:i + bs])
+            if device == "cuda":
+                torch.cuda.synchronize()
+            best = max(best, (n / (time.perf_counter() - t0), bs))
+    return best
+
+
+def pipeline_run(checkpoint: Path, n: int, device: str, batch_size: int) -> dict:
+    from fairray.generate import generate
+
+    with tempfile.TemporaryDirectory() as d:
+        timings = Path(d) / "timings"
+        timings.mkdir()
+        t0 = time.time()
+        generate(checkpoint, n, Path(d) / "out", batch_size=batch_size, device=device, timings=timings)
+        t_end = time.time()
+        steady, first, last = steady_state(timings)
+        n_batches = len(batches(timings))
+    return {"rows": n, "end_to_end_s": t_end - t0, "end_to_end_img_per_s": n / (t_end - t0),
+            "steady_img_per_s": steady, "startup_s": {"total_to_first_batch": first - t0},
+            "tail_s": {"write_after_last_batch": t_end - last}, "batches": n_batches, "batch_size": batch_size}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--checkpoint", type=Path, required=True)
+    ap.add_argument("--n", default="10000,100000")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--batch-size", type=int, default=500)
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/generate_throughput.json"))
+    ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)  # one pipeline run of n rows
+    args = ap.parse_args()
+    if args.child is not None:
+        print(json.dumps(pipeline_run(args.checkpoint, args.child, args.device, args.batch_size)))
+        return
+    G, cfg = load_generator(args.checkpoint)
+    G.to(args.device).train()  # as fairray samples: BatchNorm on batch statistics
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        a = naive(G, cfg.z_dim, BASELINE_N, Path(d) / "naive", args.device)
+    b, bs = bare(G, cfg.z_dim, BASELINE_N, args.device)
+    for n in (int(x) for x in args.n.split(",")):
+        r = subprocess.run([sys.executable, __file__, "--checkpoint", str(args.checkpoint), "--device", args.device,
+                            "--batch-size", str(args.batch_size), "--child", str(n)], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise SystemExit(r.stderr[-3000:])
+        c = json.loads(r.stdout.strip().splitlines()[-1])
+        rows.append({"n": n, "naive_img_per_s": round(a), "bare_img_per_s": round(b), "bare_batch": bs,
+                     "pipeline": c, "steady_over_bare": round(c["steady_img_per_s"] / b, 3),
+                     "end_to_end_over_naive": round(c["end_to_end_img_per_s"] / a, 2)})
+        print(json.dumps(rows[-1], indent=1), flush=True)
+    report = {"benchmark": "generate_throughput", "model": cfg.model, "resolution": cfg.resolution,
+              "width": cfg.width, "device": args.device, "rows": rows, "machine": platform.node(),
+              "cpus": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d")}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

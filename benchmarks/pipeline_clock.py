@@ -1,0 +1,19 @@
+"""Shared by the pipeline benchmarks: steady-state throughput from the actors' batch clock (pipeline.BatchClock)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def batches(timings: Path) -> list[tuple[float, int]]:
+    """(unix time, rows) of every batch that left an actor, in time order."""
+    return sorted((float(t), int(k)) for f in Path(timings).glob("*.txt")
+                  for t, k in (line.split() for line in f.read_text().splitlines()))
+
+
+def steady_state(timings: Path) -> tuple[float, float, float]:
+    """(rows/s after the first batch left an actor, time of the first batch, time of the last batch)."""
+    b = batches(timings)
+    first, last = b[0][0], b[-1][0]
+    rows_after_first = sum(k for _, k in b) - b[0][1]
+    return (rows_after_first / (last - first) if last > first else float("nan")), first, last
