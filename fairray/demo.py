@@ -394,6 +394,39 @@ REQUIRES = {"attrclf": [], "label": ["attrclf"], "balance": ["label"], "reweight
             "distill": ["gan"], "classifier": ["gan"]}
 
 
+def finished(stage: str, m: dict[str, dict]) -> str:
+    """The key numbers of a finished stage, for its one console line."""
+    def get(run: str, prefix: str) -> float | None:
+        return next((v for k, v in m.get(run, {}).items() if k.startswith(prefix) and k.count("_") ==
+                     prefix.count("_") + 1), None)
+
+    def pct(v: float | None) -> str:
+        return "?" if v is None else f"{v:.1%}"
+
+    if stage == "data":
+        return f"female {pct(get('data-biased', 'share_gender_1'))} biased, {pct(get('data-reference', 'share_gender_1'))} reference"
+    if stage == "attrclf":
+        return f"gender test accuracy {pct(m.get('attrclf', {}).get('acc_gender_test'))}"
+    if stage == "label":
+        return f"{int(m['label']['rows'])} rows, gender agreement {pct(m['label'].get('agreement_gender'))}"
+    if stage == "balance":
+        return f"{int(m['balance']['rows_out'])} of {int(m['balance']['rows_in'])} rows kept"
+    if stage == "gan":
+        u, w = m.get("gan-unweighted", {}), m.get("gan-reweighted", {})
+        valid = [get(r, "valid") for r in ("gan-unweighted", "gan-reweighted")]
+        return (f"female unweighted {pct(get('gan-unweighted', 'share_gender_1'))}, reweighted "
+                f"{pct(get('gan-reweighted', 'share_gender_1'))}; valid {sum(v == 1 for v in valid)}/2"
+                if u and w else "")
+    if stage == "distill":
+        return (f"student female {pct(get('distill', 'share_gender_1'))}, valid "
+                f"{'yes' if get('distill', 'valid') == 1 else 'no'}")
+    if stage == "classifier":
+        b, d = m.get("classifier-baseline", {}), m.get("classifier-latent", {})
+        deo = [next((v for k, v in r.items() if k.startswith("deo_") and k.count("_") == 2), None) for r in (b, d)]
+        return "" if deo[0] is None else f"DEO {deo[0]:.3f} -> " + ("skipped" if deo[1] is None else f"{deo[1]:.3f}")
+    return ""
+
+
 def run_demo(cfg: DemoConfig, out: Path, say: Callable[[str], None] = print) -> DemoResult:
     out = Path(out).resolve()  # Tune trials and Train workers run in other working directories
     out.mkdir(parents=True, exist_ok=True)
@@ -431,6 +464,8 @@ def run_demo(cfg: DemoConfig, out: Path, say: Callable[[str], None] = print) -> 
             else:
                 STAGES[s](c)
             result.seconds[s] = time.perf_counter() - t0
+            say(f"      {s} done in {result.seconds[s]:.0f}s" + (f": {line}" if (line := finished(s, result.metrics))
+                                                               else ""))
         parent.log_metrics({f"seconds_{s}": v for s, v in result.seconds.items()}
                            | {"seconds_total": time.perf_counter() - t_start})
     (out / "demo_metrics.json").write_text(json.dumps({"metrics": result.metrics, "seconds": result.seconds},

@@ -80,3 +80,20 @@ def test_quick_demo_runs_every_stage(tmp_path, ray_local):
     assert f"DEO is {deo:.3f} at accuracy" in html
     # a 6-kimg GAN may make one gender only: then the report says why latent debiasing did not run
     assert "latent-seed0" in runs or "Latent debiasing did not run: a hyperplane needs both classes" in html
+
+
+def test_demo_console_is_quiet_and_the_rest_goes_to_logs(tmp_path):
+    """As a user runs it (its own process, a terminal's fds): fairray's lines only; everything else in logs/."""
+    import os
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "fairray.cli", "demo", "--set", "steps=[data]", "--set", "synth.n=300",
+                        "--out", str(tmp_path / "d")], capture_output=True, text=True,
+                       env=os.environ | {"RAY_AUTH_MODE": "disabled"})
+    lines = (r.stdout + r.stderr).strip().splitlines()
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    assert any(line.strip().startswith("data done in") for line in lines), lines
+    assert len(lines) <= 12, lines
+    assert (tmp_path / "d" / "logs" / "console.log").is_file()

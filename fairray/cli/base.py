@@ -40,8 +40,14 @@ _SHARED_NAMES = {p.name for p in _SHARED}
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+VERBOSE = {"on": False}  # the app-wide -v, for commands that keep a quiet console otherwise
+
+
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging; long commands (demo) show "
+                                                                      "Ray, Tune and MLflow output too.")] = False
+         ) -> None:
+    VERBOSE["on"] = verbose
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
 

@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fairray.cli.base import app, assign, console, debias_app, out_console, stage_command
+from fairray.cli.base import VERBOSE, app, assign, console, debias_app, out_console, stage_command
+from fairray.cli.quiet import quiet_console
 from fairray.config import (
     DEMO_PRESETS,
     AttrClfConfig,
@@ -316,7 +317,12 @@ def demo(
     from fairray.demo import run_demo
 
     t0 = time.perf_counter()
-    res = run_demo(cfg, out, say=lambda s: console.print(f"[bold cyan]{s}[/]"))
+    out = out.resolve()
+    with quiet_console(out / "logs", (console, out_console), enabled=not VERBOSE["on"]) as log:
+        if log is not None:
+            console.print(f"[dim]Ray, Tune and MLflow output: {log} (-v shows it here)[/]", highlight=False)
+        res = run_demo(cfg, out, say=lambda s: console.print(f"[bold cyan]{s}[/]" if s.startswith("[") else s,
+                                                             highlight=False))
     out_console.print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s")
     out_console.print(f"report:  {res.report.resolve()}")
     out_console.print(f"MLflow:  {res.tracking_uri} (experiment '{res.experiment}')")
