@@ -61,11 +61,13 @@ def bare(G, z_dim: int, n: int, device: str) -> tuple[float, int]:
 
 def pipeline_run(checkpoint: Path, n: int, device: str, batch_size: int) -> dict:
     from fairray.generate import generate
+    from fairray.ray_env import init_ray
 
     with tempfile.TemporaryDirectory() as d:
         timings = Path(d) / "timings"
         timings.mkdir()
         t0 = time.time()
+        init_ray(dashboard=False)  # as `fairray generate` starts it
         generate(checkpoint, n, Path(d) / "out", batch_size=batch_size, device=device, timings=timings)
         t_end = time.time()
         steady, first, last = steady_state(timings)

@@ -90,6 +90,7 @@ def pipeline_run(data: Path, stage: str, labeler: str | None, device: str, batch
     """One `label` call (or one density-ratio pass) in this (fresh) process: end-to-end, steady-state, start-up."""
     from fairray.data.pipeline import label
     from fairray.debias.reweight import weight_pass
+    from fairray.ray_env import init_ray
 
     with tempfile.TemporaryDirectory() as d:
         timings, stamps = Path(d) / "timings", {}
@@ -97,10 +98,12 @@ def pipeline_run(data: Path, stage: str, labeler: str | None, device: str, batch
         t0 = time.time()
         if stage == "label":
             s = label(LabelConfig(dataset=str(data), labeler=labeler, batch_size=batch_size, actors=actors,
-                                  ray={"device": device}), Path(d) / "labeled", timings=timings, stamps=stamps)
+                                  ray={"device": device}), Path(d) / "labeled", timings=timings, stamps=stamps,
+                      dashboard=False)  # as `fairray label` starts it
             n = s["rows_out"]
         else:
             state, calib = ratio_model()
+            init_ray(dashboard=False)
             weight_pass(data, Path(d) / "weighted", state, calib, clip_max=1e9, progress=False, timings=timings)
             stamps = {"done": time.time()}
             n = len(read_table(Path(d) / "weighted", columns=["weight"]))
