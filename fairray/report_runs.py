@@ -23,9 +23,6 @@ from fairray.report import Section, fig_png, write_html
 from fairray.tracking import PARENT_TAG, RunHandle
 
 SECTION_DIR = "report"
-# Summary columns, in this order: fairness first, then quality, then downstream-classifier metrics.
-FAIRNESS = re.compile(r"^(fairness_discrepancy_.+|share_gender_1_\w+|deo_.+|dp_gap_.+|eo_gap_.+)$")
-QUALITY = re.compile(r"^(fd_attrclf_\w+|fid_inception_\w+|accuracy_.+|worst_group_acc.*|ap_.+)$")
 INTERVAL = ("_lo", "_hi", "_std", "_sd")
 
 
@@ -80,32 +77,54 @@ def _fmt(v: float) -> str:
     return "–" if v is None or not np.isfinite(v) else f"{v:.3f}"
 
 
+CONCEPTS = ("fairness", "female share", "quality", "validity")
+
+
+def _first(m: dict, prefixes: tuple[str, ...]) -> str | None:
+    """The first metric (sorted) of m named by one of the prefixes, in the prefixes' order; intervals skipped."""
+    for p in prefixes:
+        keys = sorted(k for k in m if k.startswith(p) and not k.endswith(INTERVAL))
+        sampled = [k for k in keys if not k.endswith("_exact")]
+        if sampled or keys:
+            return (sampled or keys)[0]
+    return None
+
+
+def _cell(m: dict, key: str | None, label: bool = True) -> str:
+    """`discrepancy gender 0.312 [0.291, 0.334]`: the metric's short name, value and interval."""
+    if key is None:
+        return ""
+    lo, hi = m.get(f"{key}_lo"), m.get(f"{key}_hi")
+    value = _fmt(m[key]) + (f" [{_fmt(lo)}, {_fmt(hi)}]" if lo is not None and hi is not None else "")
+    name = re.sub(r"_(\d+k|exact)$", "", key).replace("fairness_discrepancy_", "discrepancy ").replace("_", " ")
+    return f"{name} {value}" if label else value
+
+
+def concept_row(m: dict) -> dict[str, str]:
+    """One method's numbers under one column per concept (not per metric name), with the validity flag beside
+    the fairness number it qualifies."""
+    fair = _first(m, ("fairness_discrepancy_", "deo_", "dp_gap", "eo_gap"))
+    share = _first(m, ("share_gender_1_",))
+    quality = _first(m, ("fd_attrclf_", "fid_inception_", "acc", "accuracy_", "worst_group_acc", "ap_"))
+    valid = _first(m, ("valid_",))
+    validity = ""
+    if valid is not None:
+        tag = valid[len("valid_"):]
+        detail = ", ".join(f"{k} {m[f'{k}_{tag}']:.2f}" for k in ("precision", "coverage") if f"{k}_{tag}" in m)
+        validity = (f"valid ({detail})" if m[valid] == 1 else f"NOT valid ({detail}): fairness not meaningful")
+    return {"fairness": _cell(m, fair), "female share": _cell(m, share, label=False), "quality": _cell(m, quality),
+            "validity": validity}
+
+
 def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Methods x (fairness, quality) metrics; a value with a bootstrap interval reads `0.312 [0.291, 0.334]`."""
+    """Methods x (fairness, female share, quality, validity): one column per concept, each cell naming its metric;
+    a value with a bootstrap interval reads `0.312 [0.291, 0.334]`. Runs with none of them are left out."""
     rows: dict[str, dict[str, str]] = {}
-    cols: list[str] = []
-    for pattern in (FAIRNESS, QUALITY):
-        for m in runs.metrics:
-            cols += [k for k in m if pattern.match(k) and not k.endswith(INTERVAL) and k not in cols]
-    # ground-truth (_exact) discrepancies only for the attributes something was measured on: no wall of columns
-    prefix = "fairness_discrepancy_"
-    measured = {k[len(prefix):].rsplit("_", 1)[0] for k in cols if k.startswith(prefix) and not k.endswith("_exact")}
-    if measured:
-        cols = [k for k in cols if not (k.startswith(prefix) and k.endswith("_exact"))
-                or k[len(prefix):].rsplit("_", 1)[0] in measured]
     for _, r in runs.iterrows():
-        m = r.metrics
-        if not any(k in m for k in cols):
-            continue
-        row = {}
-        for k in cols:
-            if k in m:
-                lo, hi = m.get(f"{k}_lo"), m.get(f"{k}_hi")
-                row[k] = _fmt(m[k]) + (f" [{_fmt(lo)}, {_fmt(hi)}]" if lo is not None and hi is not None else "")
-            else:
-                row[k] = ""
-        rows[_unique(rows, r["name"])] = row
-    return pd.DataFrame.from_dict(rows, orient="index", columns=cols)
+        row = concept_row(r.metrics)
+        if any(row[c] for c in ("fairness", "female share", "quality")):
+            rows[_unique(rows, r["name"])] = row
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(CONCEPTS))
 
 
 def _unique(existing: dict, name: str) -> str:

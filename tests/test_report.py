@@ -65,15 +65,25 @@ def test_report_cli_and_user_errors(tmp_path):
     assert res.exit_code == 2 and "has no mlflow.db" in res.output
 
 
-def test_summary_table_intervals_and_pareto_front():
-    runs = pd.DataFrame({"name": ["a", "b", "c"], "metrics": [
-        {"fairness_discrepancy_gender_1k": 0.1, "fd_attrclf_1k": 5.0},
+def test_summary_table_one_column_per_concept_with_validity_and_pareto_front():
+    runs = pd.DataFrame({"name": ["a", "b", "c", "clf", "data"], "metrics": [
+        {"fairness_discrepancy_gender_1k": 0.1, "fd_attrclf_1k": 5.0, "valid_1k": 1.0, "precision_1k": 0.93,
+         "coverage_1k": 0.46},
         {"fairness_discrepancy_gender_1k": 0.2, "fd_attrclf_1k": 4.0, "share_gender_1_1k": 0.4,
-         "share_gender_1_1k_lo": 0.35, "share_gender_1_1k_hi": 0.45},
-        {"fairness_discrepancy_gender_1k": 0.3, "fd_attrclf_1k": 6.0, "fairness_discrepancy_tone4_exact": 0.9}]})
+         "share_gender_1_1k_lo": 0.35, "share_gender_1_1k_hi": 0.45, "valid_1k": 0.0, "precision_1k": 0.2,
+         "coverage_1k": 0.05},
+        {"fairness_discrepancy_gender_1k": 0.3, "fd_attrclf_1k": 6.0, "fairness_discrepancy_tone4_exact": 0.9},
+        {"deo_Smiling_gender": 0.31, "deo_Smiling_gender_lo": 0.2, "deo_Smiling_gender_hi": 0.4, "acc": 0.9},
+        {"rows": 10.0}]})
     t = summary_table(runs)
-    assert t.loc["b", "share_gender_1_1k"] == "0.400 [0.350, 0.450]"
-    assert "fairness_discrepancy_tone4_exact" not in t.columns  # only attributes something was measured on
+    assert list(t.columns) == ["fairness", "female share", "quality", "validity"]
+    assert t.loc["b", "female share"] == "0.400 [0.350, 0.450]"
+    assert t.loc["b", "fairness"] == "discrepancy gender 0.200" and t.loc["b", "quality"] == "fd attrclf 4.000"
+    assert t.loc["b", "validity"].startswith("NOT valid (precision 0.20, coverage 0.05): fairness not meaningful")
+    assert t.loc["a", "validity"] == "valid (precision 0.93, coverage 0.46)"
+    assert t.loc["c", "fairness"] == "discrepancy gender 0.300"  # a sampled number before a ground-truth one
+    assert t.loc["clf", "fairness"] == "deo Smiling gender 0.310 [0.200, 0.400]" and t.loc["clf", "validity"] == ""
+    assert "data" not in t.index  # nothing to show
     assert pareto_mask(np.array([0.1, 0.2, 0.3]), np.array([5.0, 4.0, 6.0])).tolist() == [True, True, False]
 
 
