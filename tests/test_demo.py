@@ -80,6 +80,26 @@ def test_quick_demo_runs_every_stage(tmp_path, ray_local):
     assert f"DEO is {deo:.3f} at accuracy" in html
     # a 6-kimg GAN may make one gender only: then the report says why latent debiasing did not run
     assert "latent-seed0" in runs or "Latent debiasing did not run: a hyperplane needs both classes" in html
+    # every figure is a picture, not a blank canvas
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+    pngs = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(pngs) >= 8
+    for b64 in pngs:
+        px = np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))).convert("L"), dtype=float)
+        assert px.std() > 5, "a blank figure in the report"
+    # every decimal the narrative states is a number MLflow holds (a metric or param of the demo's run tree)
+    known: set[str] = set()
+    for r in runs.values():
+        for v in r.data.metrics.values():
+            known |= {f"{v:.3f}", f"{v:.2f}", f"{v:.1%}", f"{v:.0%}", f"{v:.1f}", f"{v:g}"}
+        known |= set(r.data.params.values())
+    texts = re.findall(r'<p class="what">(.*?)</p>', html, flags=re.S)
+    stated = [t for text in texts for t in re.findall(r"(?<![\w.])\d+\.\d+%?", text)]
+    assert stated and not [t for t in stated if t not in known], [t for t in stated if t not in known]
 
 
 def test_demo_console_is_quiet_and_the_rest_goes_to_logs(tmp_path):

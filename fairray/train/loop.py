@@ -18,6 +18,7 @@ and `backend=local` run the classifier loop in-process.
 from __future__ import annotations
 
 import logging
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -31,6 +32,13 @@ from fairray.ray_env import autocast_kwargs, train_worker
 from fairray.train.checkpoint import load_state, newest_complete, rng_state, save_state, set_rng_state
 
 log = logging.getLogger("fairray.train")
+
+
+def say(line: str) -> None:
+    """A worker's console line, written to stdout directly: Ray Train V2 patches print() to also log it, and on a
+    cluster whose workers keep the patch each tick would reach the driver twice."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -252,7 +260,7 @@ class Session:
         """Rows the decoder dropped, summed over ranks (load_split records a shard's count in df.attrs)."""
         self.bad_rows = all_sum(mine, self.device)
         if self.bad_rows and self.rank == 0:
-            print(f"{self.name}: {self.bad_rows} row(s) could not be decoded and were left out", flush=True)
+            say(f"{self.name}: {self.bad_rows} row(s) could not be decoded and were left out")
         return self.bad_rows
 
     # -- checkpoints ---------------------------------------------------------------------------------------------
@@ -273,7 +281,7 @@ class Session:
         self.history = state.get("history", [])
         self.resumes = state.get("resumes", []) + [state.get("nimg", 0)]
         if self.rank == 0 and self.in_ray:
-            print(f"{self.name}: resumed from step {self.step} ({state.get('nimg', 0) / 1000:.1f} kimg)", flush=True)
+            say(f"{self.name}: resumed from step {self.step} ({state.get('nimg', 0) / 1000:.1f} kimg)")
         return state
 
     def state(self, stateful: dict[str, Any], nimg: int, **extra: Any) -> dict:
@@ -299,10 +307,10 @@ class Session:
             self.mlflow.log_metrics(metrics, step=int(metrics["kimg"] * 1000))
             self.mlflow.flush()
         if self.rank == 0 and not self.quiet:
-            print(f"{self.name} tick {tick:<4d} kimg {metrics['kimg']:<7.1f} sec/kimg "
-                  f"{metrics['sec_per_kimg']:<6.2f} img/s {metrics['img_per_s']:<6.0f} {line}  "
-                  f"mem {metrics['peak_mem_gb']:.2f} GB  nan-skips {self.nan_skips}"
-                  + (f"  bad-rows {self.bad_rows}" if self.bad_rows else ""), flush=True)
+            say(f"{self.name} tick {tick:<4d} kimg {metrics['kimg']:<7.1f} sec/kimg "
+                f"{metrics['sec_per_kimg']:<6.2f} img/s {metrics['img_per_s']:<6.0f} {line}  "
+                f"mem {metrics['peak_mem_gb']:.2f} GB  nan-skips {self.nan_skips}"
+                + (f"  bad-rows {self.bad_rows}" if self.bad_rows else ""))
         if self.in_ray:  # in-process runs keep their own snapshots (see train/gan.py: train_local)
             full = state() if snapshot and state is not None else None  # every rank joins the RNG gather
             report(metrics, full if self.rank == 0 else None, files)
