@@ -130,7 +130,7 @@ def main() -> None:
     ap.add_argument("--labeler", default=None, help="label stage: attrclf:DIR | fairface:FILE | clip:...")
     ap.add_argument("--n", default="10000,100000", help="comma-separated dataset sizes")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--batch-size", type=int, default=512)
+    ap.add_argument("--batch-size", type=int, default=LabelConfig.model_fields["batch_size"].default)
     ap.add_argument("--actors", type=int, default=None, help="default: from the cluster's resources")
     ap.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/<stage>_throughput.json")
     ap.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)  # one pipeline run, JSON to stdout

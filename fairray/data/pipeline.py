@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 
 from fairray.config import BalanceConfig, LabelConfig
+from fairray.data.loading import columns_of
 from fairray.data.table import DATA_DIR, read_manifest, read_table, shard_paths, write_manifest
 from fairray.errors import FairrayError
 from fairray.labelers.base import Head
@@ -178,8 +179,10 @@ def summarize(cfg: LabelConfig, out: Path, heads: tuple[Head, ...], checked: dic
     from fairray.report import fig_png, shares_figure
 
     names = [h.name for h in heads]
-    df = read_table(out, columns=None)
-    df = df.drop(columns=[c for c in ("image",) if c in df.columns])
+    have = set(columns_of(out))
+    # everything but the image bytes (most of the table): the summary needs labels, errors and ground truth only
+    df = read_table(out, columns=[c for c in ["image_id", "path", "error", *names, *(n + TRUE_SUFFIX for n in names)]
+                                  if c in have])
     n_in = sum(pq_rows(p) for p in shard_paths(Path(cfg.dataset)))
     errors = df[df.error.notna()][["image_id", *[c for c in ("path",) if c in df.columns], "error"]]
     errors.to_parquet(out / "errors.parquet", index=False)
