@@ -23,7 +23,7 @@ from fairray.data.summary import share_tables, value_counts
 from fairray.data.table import read_table
 from fairray.errors import FairrayError
 from fairray.metrics.fairness import fairness_discrepancy, kl_to_uniform
-from fairray.narrative import change
+from fairray.narrative import change, direction
 from fairray.report import Section, fig_png, grid_figure, shares_figure, write_html
 from fairray.report_runs import build as build_report
 from fairray.report_runs import log_section
@@ -147,7 +147,7 @@ def stage_label(c: Ctx) -> None:
     c.paths["labeled"] = out
     c.result.metrics["label"] = label_metrics(s) | {"rows": s["rows_out"]}
     g = s["heads"]["gender"]
-    text = (f"Ray Data streamed {s['rows_out']:,} rows through a decode task and an attrclf actor pool "
+    text = (f"Ray Data streamed {s['rows_out']:,} rows through one decode + attrclf actor stage "
             f"({s['errors']} bad rows). Predicted gender shares {g['shares'][0]:.3f}/{g['shares'][1]:.3f} vs ground "
             f"truth; agreement {g['agreement_with_ground_truth']:.1%}.")
     with c.tracker.run("label", parent=c.parent, tags={"fairray.stage": "label"}) as run:
@@ -183,6 +183,9 @@ def start_reweight(c: Ctx):
     return ray.remote(num_cpus=0, max_retries=0)(reweight.run).remote(cfg, c.out / "reweighted")
 
 
+VERB = {"rose": "rises from", "fell": "falls from", "unchanged": "stays about the same,", "unknown": "goes from"}
+
+
 def stage_reweight(c: Ctx) -> None:
     import ray
 
@@ -190,12 +193,14 @@ def stage_reweight(c: Ctx) -> None:
         c.pending["reweight"] = start_reweight(c)
     r = ray.get(c.pending.pop("reweight"))
     c.paths["reweighted"] = c.out / "reweighted"
-    c.result.metrics["reweight"] = {k: v for k, v in r.items() if isinstance(v, float)}
     ws, us = r["weights"]["weighted_share_gender"], r["weights"]["unweighted_share_gender"]
+    c.result.metrics["reweight"] = {k: v for k, v in r.items() if isinstance(v, float)} | {
+        "unweighted_share_gender_1": float(us.get(1, 0)), "weighted_share_gender_1": float(ws.get(1, 0))}
     text = (f"fairgen's density-ratio classifier (reference vs biased) reaches balanced accuracy "
             f"{r['ratio_clf_balanced_acc_val']:.1%}; temperature scaling moves its ECE from "
             f"{r['ratio_clf_ece_val_raw']:.3f} to {r['ratio_clf_ece_val']:.3f}. With w = D/(1-D), clipped at "
-            f"{r['clip_max']:.1f}, the female share D sees rises from {us.get(1, 0):.1%} to {ws.get(1, 0):.1%}.")
+            f"{r['clip_max']:.1f}, the female share D sees "
+            f"{VERB[direction(us.get(1, 0), ws.get(1, 0))]} {us.get(1, 0):.1%} to {ws.get(1, 0):.1%}.")
     with c.tracker.run("density-ratio", parent=c.parent, tags={"fairray.stage": "reweight"}) as run:
         run.log_metrics(c.result.metrics["reweight"])
         c.add(Section("fairgen density ratio", text, [

@@ -219,8 +219,10 @@ def label_metrics(summary: dict) -> dict[str, float]:
     m = {k: float(summary[k]) for k in ("rows_in", "rows_out", "errors")}
     if "labeler_domain_mismatch" in summary:
         m["labeler_domain_mismatch"] = float(summary["labeler_domain_mismatch"])
-    return m | {f"agreement_{h}": e["agreement_with_ground_truth"] for h, e in summary["heads"].items()
-                if "agreement_with_ground_truth" in e}
+    shares = {f"labeled_share_{h}_{k}": float(v) for h, e in summary["heads"].items()
+              for k, v in enumerate(e["shares"])}
+    return m | shares | {f"agreement_{h}": e["agreement_with_ground_truth"] for h, e in summary["heads"].items()
+                         if "agreement_with_ground_truth" in e}
 
 
 def pq_rows(path: Path) -> int:
