@@ -81,9 +81,10 @@ CONCEPTS = ("fairness", "female share", "quality", "validity")
 
 
 def _first(m: dict, prefixes: tuple[str, ...]) -> str | None:
-    """The first metric (sorted) of m named by one of the prefixes, in the prefixes' order; intervals skipped."""
+    """The first metric of m named by one of the prefixes, in the prefixes' order, gender's first (the attribute
+    every fairray method reports); intervals skipped."""
     for p in prefixes:
-        keys = sorted(k for k in m if k.startswith(p) and not k.endswith(INTERVAL))
+        keys = sorted((k for k in m if k.startswith(p) and not k.endswith(INTERVAL)), key=lambda k: ("gender" not in k, k))
         sampled = [k for k in keys if not k.endswith("_exact")]
         if sampled or keys:
             return (sampled or keys)[0]
