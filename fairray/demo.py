@@ -159,7 +159,8 @@ def stage_label(c: Ctx) -> None:
 def stage_balance(c: Ctx) -> None:
     from fairray.data.pipeline import balance
 
-    s = balance(BalanceConfig(dataset=str(c.paths["labeled"]), by=["gender", "tone4"]), c.out / "balanced")
+    s = balance(BalanceConfig(dataset=str(c.paths["labeled"]), by=["gender", "tone4"], seed=c.cfg.seed or 0),
+                c.out / "balanced")
     c.result.metrics["balance"] = {"rows_in": s["rows_in"], "rows_out": s["rows_out"]}
     table = pd.DataFrame(s["cells"]).T.astype({"rows": int})
     text = (f"Balancing over predicted gender x tone4 (fair-distill's balanced sampler) keeps exactly "
@@ -178,7 +179,8 @@ def start_reweight(c: Ctx):
     from fairray.ray_env import init_ray
 
     init_ray()
-    cfg = ReweightConfig(dataset=str(c.paths["data"]), epochs=c.cfg.ratio_epochs, resolution=c.cfg.synth.resolution)
+    cfg = ReweightConfig(dataset=str(c.paths["data"]), epochs=c.cfg.ratio_epochs, resolution=c.cfg.synth.resolution,
+                         seed=c.cfg.seed or 0)
     # num_cpus=0: a driver-like task (one torch thread); its Ray Data pass asks for CPUs of its own
     return ray.remote(num_cpus=0, max_retries=0)(reweight.run).remote(cfg, c.out / "reweighted")
 
@@ -433,6 +435,7 @@ def finished(stage: str, m: dict[str, dict]) -> str:
 
 
 def run_demo(cfg: DemoConfig, out: Path, say: Callable[[str], None] = print) -> DemoResult:
+    cfg = cfg.seeded()
     out = Path(out).resolve()  # Tune trials and Train workers run in other working directories
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(dump_config(cfg))

@@ -117,3 +117,15 @@ def test_demo_console_is_quiet_and_the_rest_goes_to_logs(tmp_path):
     assert any(line.strip().startswith("data done in") for line in lines), lines
     assert len(lines) <= 12, lines
     assert (tmp_path / "d" / "logs" / "console.log").is_file()
+
+
+def test_one_demo_seed_derives_every_stage_seed():
+    from fairray.config import DemoConfig
+
+    default, zero = DemoConfig().model_dump(), DemoConfig(seed=0).seeded().model_dump()
+    assert zero.pop("seed") == 0 and default.pop("seed") is None
+    assert zero == default  # seed=0 is the default demo
+    c = DemoConfig(seed=3).seeded()
+    assert (c.synth.seed, c.attrclf.seed, c.gan.seed, c.distill.seed, c.classifier.seed,
+            c.classifier.classifier.seed, c.classifier.classifier.synth.seed) == (3,) * 7
+    assert c.attrclf.synth.seed == 4  # the labeler's own data stays a different stream from the biased set

@@ -93,6 +93,25 @@ class DemoConfig(Cfg):
         n_svm=2_000, n_pairs=2_000))
     tracking: TrackingConfig = Field(default_factory=lambda: TrackingConfig(experiment="fairray-demo"))
     grid_size: int = Field(8, ge=2, le=16, description="sample grid is grid_size x grid_size")
+    seed: int | None = Field(None, ge=0, description="one seed for every stage (data, attrclf, density ratio, "
+                                                    "balance, GANs, distillation, classifier); unset: each "
+                                                    "section's own (the same as seed=0)")
+
+    def seeded(self) -> DemoConfig:
+        """Every stage's seed derived from `seed` (the attrclf's own SynthFaces set keeps a different stream)."""
+        if self.seed is None:
+            return self
+        s = self.seed
+        clf = self.classifier.classifier
+        return self.model_copy(update={
+            "synth": self.synth.model_copy(update={"seed": s}),
+            "attrclf": self.attrclf.model_copy(update={"seed": s, "synth": self.attrclf.synth.model_copy(
+                update={"seed": s + 1})}),
+            "gan": self.gan.model_copy(update={"seed": s}),
+            "distill": self.distill.model_copy(update={"seed": s}),
+            "classifier": self.classifier.model_copy(update={"seed": s, "classifier": clf.model_copy(update={
+                "seed": s, "synth": clf.synth.model_copy(update={"seed": s})})}),
+        })
 
     @field_validator("alphas")
     @classmethod
