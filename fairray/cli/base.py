@@ -69,6 +69,15 @@ def user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def warn_if_not_meaningful(metrics: dict) -> None:
+    """One line on the console when generated samples fail the validity rule (a `valid_<n>` of 0)."""
+    if any(k.startswith("valid_") and v == 0 for k, v in metrics.items()):
+        from fairray.metrics.validity import VALIDITY_RULE
+
+        console.print(f"[yellow]not meaningful:[/] the samples fail the validity rule ({VALIDITY_RULE}); their "
+                      "fairness numbers describe samples that are not faces of the data", highlight=False)
+
+
 def default_out(command: str, out: Path | None) -> Path:
     """--out, or runs/<command>-<time>; absolute, since Ray workers run in directories of their own."""
     return (out if out is not None else Path("runs") / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}").absolute()

@@ -9,7 +9,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fairray.cli.base import VERBOSE, app, assign, console, debias_app, out_console, stage_command
+from fairray.cli.base import (
+    VERBOSE,
+    app,
+    assign,
+    console,
+    debias_app,
+    out_console,
+    stage_command,
+    warn_if_not_meaningful,
+)
 from fairray.cli.quiet import quiet_console
 from fairray.config import (
     DEMO_PRESETS,
@@ -210,11 +219,7 @@ def train_gan(
         if not k.endswith(("_lo", "_hi")):
             out_console.print(f"  {k}: {v:.4f}" if isinstance(v, float) else f"  {k}: {v}")
     out_console.print(f"samples: {out / (cfg.name + '_grid.png')}  metrics: {out / (cfg.name + '_metrics.json')}")
-    if any(k.startswith("valid_") and v == 0 for k, v in m.items()):
-        from fairray.metrics.validity import VALIDITY_RULE
-
-        console.print(f"[yellow]not meaningful:[/] the samples fail the validity rule ({VALIDITY_RULE}); the fairness "
-                      "numbers above describe samples that are not faces of the data", highlight=False)
+    warn_if_not_meaningful(m)
 
 
 @stage_command(app, "distill", DistillConfig)

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fairray.cli.base import OutOpt, app, console, default_out, out_console, user_errors
+from fairray.cli.base import OutOpt, app, default_out, out_console, user_errors, warn_if_not_meaningful
 from fairray.errors import FairrayError
 
 RunDirArg = Annotated[Path | None, typer.Argument(help="A fairray run dir with mlflow.db (e.g. runs/demo-<time>).")]
@@ -133,11 +133,7 @@ def evaluate(
     for k, v in m.items():
         table.add_row(k, f"{v:.4f}")
     out_console.print(table)
-    if any(k.startswith("valid_") and v == 0 for k, v in m.items()):
-        from fairray.metrics.validity import VALIDITY_RULE
-
-        console.print(f"[yellow]not meaningful:[/] these samples fail the validity rule ({VALIDITY_RULE}); their "
-                      "fairness numbers describe samples that are not faces of the data", highlight=False)
+    warn_if_not_meaningful(m)
 
 
 @app.command()

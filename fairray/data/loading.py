@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from fairray.data.decode import decode_column
-from fairray.data.table import read_table
+from fairray.data.table import column_names, read_table
 from fairray.errors import FairrayError
 
 log = logging.getLogger("fairray.data")
@@ -60,17 +60,9 @@ def load_split(dataset: Path, split: str | None, columns: list[str], rank: int =
 
 def subsets(dataset: Path) -> set[str]:
     """The `subset` values of a dataset (SynthFaces: biased, reference; a reader's output: real)."""
-    if "subset" not in columns_of(dataset):
+    if "subset" not in column_names(dataset):
         return set()
     return {str(s) for s in read_table(dataset, columns=["subset"]).subset.dropna().unique()}
-
-
-def columns_of(dataset: Path) -> list[str]:
-    import pyarrow.parquet as pq
-
-    from fairray.data.table import shard_paths
-
-    return pq.read_schema(shard_paths(dataset)[0]).names
 
 
 def check_split(dataset: Path, split: str, columns: list[str], subset: str | None = None) -> int:

@@ -20,8 +20,7 @@ import pandas as pd
 import pyarrow as pa
 
 from fairray.config import BalanceConfig, LabelConfig
-from fairray.data.loading import columns_of
-from fairray.data.table import DATA_DIR, read_manifest, read_table, shard_paths, write_manifest
+from fairray.data.table import DATA_DIR, column_names, read_manifest, read_table, shard_paths, write_manifest
 from fairray.errors import FairrayError
 from fairray.labelers.base import Head
 from fairray.labelers.registry import absolute_spec, input_size, load_labeler
@@ -146,7 +145,7 @@ def label(cfg: LabelConfig, out: Path, timings: Path | None = None, stamps: dict
     paths = [str(p) for p in shard_paths(Path(cfg.dataset))]
     probe = load_labeler(cfg.labeler, "cpu")  # fail fast on a bad spec/checkpoint, before any Ray work
     heads, size = probe.heads, input_size(probe)
-    checked = domain(getattr(probe, "sources", None), Path(cfg.dataset))
+    checked = domain(probe.sources, Path(cfg.dataset))
     stamp("labeler_loaded")
     init_ray(cfg.ray.address, dashboard=dashboard)
     stamp("ray_ready")
@@ -179,7 +178,7 @@ def summarize(cfg: LabelConfig, out: Path, heads: tuple[Head, ...], checked: dic
     from fairray.report import fig_png, shares_figure
 
     names = [h.name for h in heads]
-    have = set(columns_of(out))
+    have = set(column_names(out))
     # everything but the image bytes (most of the table): the summary needs labels, errors and ground truth only
     df = read_table(out, columns=[c for c in ["image_id", "path", "error", *names, *(n + TRUE_SUFFIX for n in names)]
                                   if c in have])

@@ -92,9 +92,14 @@ def iter_batches(dataset: Path, batch_size: int, columns: list[str] | None = Non
             yield batch.to_pandas()
 
 
+def column_names(dataset: Path) -> list[str]:
+    """The table's column names, from the first shard's schema (no rows read)."""
+    return pq.read_schema(shard_paths(dataset)[0]).names
+
+
 def attribute_columns(dataset: Path) -> list[str]:
     """Attribute columns (everything that is not bookkeeping, image data or nuisance)."""
-    return attribute_names(pq.read_schema(shard_paths(dataset)[0]).names)
+    return attribute_names(column_names(dataset))
 
 
 def attribute_names(names: list[str]) -> list[str]:
