@@ -21,23 +21,17 @@ import sys
 import time
 from pathlib import Path
 
+from fairray.metrics.names import sampled as pick
+
 RESULTS = Path(__file__).parent / "results" / "demo_validity.json"
-
-
-def pick(metrics: dict, prefix: str) -> float | None:
-    """The sampled metric named by prefix (e.g. share_gender_1 -> share_gender_1_2k), intervals skipped."""
-    keys = [k for k in metrics if k.startswith(prefix + "_") and k.count("_") == prefix.count("_") + 1
-            and not k.endswith("_exact")]
-    return float(metrics[keys[0]]) if keys else None
 
 
 def effects(m: dict) -> dict:
     u, w, d = m.get("gan-unweighted", {}), m.get("gan-reweighted", {}), m.get("distill", {})
     base, lat = m.get("classifier-baseline", {}), m.get("classifier-latent", {})
     fu, fw = pick(u, "fairness_discrepancy_gender"), pick(w, "fairness_discrepancy_gender")
-    deo = [next((v for k, v in r.items() if k.startswith("deo_") and k.count("_") == 2), None) for r in (base, lat)]
-    teacher_precision = next((v for k, v in d.items() if k.startswith("teacher_precision_") and k.count("_") == 2),
-                             None)
+    deo = [pick(r, "deo", parts=2) for r in (base, lat)]
+    teacher_precision = pick(d, "teacher_precision")
     e = {"data_female": pick(m.get("data-biased", {}), "share_gender_1") or m.get("data-biased", {}).get(
              "share_gender_1_exact"),
          "unweighted_female": pick(u, "share_gender_1"), "reweighted_female": pick(w, "share_gender_1"),

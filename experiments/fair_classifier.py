@@ -42,12 +42,21 @@ from fairray.train import attrclf, classifier, gan
 
 RESULTS = Path(__file__).parent / "results"
 METHODS = ("baseline", "latent", "diga")
+DIAGNOSTICS = ("svm_acc_target", "svm_acc_protected", "pairs_target_kept", "pairs_protected_flipped",
+               "pairs_verified")
 SHOWN = ("acc", "worst_group_acc", "ap", "deo", "ba", "kl", "dp_gap", "eo_gap")
 
 
-def bias_for(target: str, protected: str) -> str:
-    """DiGA's cut: 9k (t=0, p=0), 1k (0, 1), 1k (1, 0), 9k (1, 1) of 20k (`diga` preset for Smiling x gender)."""
-    return "diga" if (target, protected) == ("Smiling", "gender") else f"{target} x {protected}=9000,1000,1000,9000"
+def bias_for(target: str, protected: str, n: int, corr: float) -> str:
+    """corr of the n rows on the diagonal: at 0.9 and 20k DiGA's cut 9k (t=0, p=0), 1k (0, 1), 1k (1, 0), 9k (1, 1)."""
+    major = round(n * corr / 2)
+    minor = n // 2 - major
+    return f"{target} x {protected}={major},{minor},{minor},{major}"
+
+
+def world(ambiguity: float) -> dict[str, float]:
+    """The rendering every set of a run shares: the targets' cue noise (experiments/biased_regime.py)."""
+    return {"Smiling": ambiguity, "Eyeglasses": ambiguity} if ambiguity > 0 else {}
 
 
 def summarise(runs: list[dict]) -> list[dict]:
@@ -97,6 +106,10 @@ def main() -> None:
     ap.add_argument("--pairs", default="Smiling/gender,Eyeglasses/Young")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--n", type=int, default=20_000, help="biased training rows (1k/9k/9k/1k at 20k)")
+    ap.add_argument("--corr", type=float, default=0.9, help="share of training rows where target == protected")
+    ap.add_argument("--ambiguity", type=float, default=0.0,
+                    help="cue noise sd of Smiling and Eyeglasses in every set (the biased regime: 0.35)")
+    ap.add_argument("--svm-confident", type=float, default=0.5, help="latent: hyperplanes on this confident share")
     ap.add_argument("--kimg", type=float, default=10.0, help="images per classifier, thousands (every method)")
     ap.add_argument("--width", type=int, default=8)
     ap.add_argument("--blocks", default="1,1,1")
@@ -118,15 +131,17 @@ def main() -> None:
     labeler = args.labeler
     if labeler is None:
         if not (out / "attrclf" / "attrclf" / "model.pt").is_file():
-            attrclf.run(experiment_attrclf(), out / "attrclf", RunContext(progress=False))
+            acfg = experiment_attrclf()
+            acfg = acfg.model_copy(update={"synth": acfg.synth.model_copy(update={"ambiguity": world(args.ambiguity)})})
+            attrclf.run(acfg, out / "attrclf", RunContext(progress=False))
         labeler = f"attrclf:{out / 'attrclf' / 'attrclf'}"
     timings["attrclf"] = time.perf_counter() - t0
     generator = args.generator
     if generator is None:
         data = out / "gan-data"
         if not (data / "dataset.json").is_file():  # unbiased faces: a generic generator, like the seeds'
-            synth_dataset.build(SynthConfig(n=10_000, bias="none", perc=0.0, val_frac=0, test_frac=0, seed=7), data,
-                                progress=False)
+            synth_dataset.build(SynthConfig(n=10_000, bias="none", perc=0.0, val_frac=0, test_frac=0, seed=7,
+                                            ambiguity=world(args.ambiguity)), data, progress=False)
         gcfg = GanConfig(dataset=str(data), name="generic-gan", width=32, z_dim=64, kimg=args.gan_kimg,
                          tick_kimg=16, snapshot_ticks=6)
         generator = str(gan.fit(gcfg, data, out / "gan"))
@@ -138,7 +153,9 @@ def main() -> None:
     for pair in args.pairs.split(","):
         t, p = pair.split("/")
         pdir = out / f"{t}-{p}"
-        clf = FairClassifierConfig(synth=SynthConfig(n=args.n, bias=bias_for(t, p), perc=0.5, test_frac=0.2),
+        synth = SynthConfig(n=args.n, bias=bias_for(t, p, args.n, args.corr), perc=0.5, test_frac=0.2,
+                            ambiguity=world(args.ambiguity))
+        clf = FairClassifierConfig(synth=synth,
                                    target=t, protected=p, width=args.width, blocks=blocks, kimg=args.kimg,
                                    backend=args.backend, n_boot=200)
         dataset = classifier.dataset_path(clf, pdir)
@@ -167,7 +184,8 @@ def main() -> None:
                                                                                       progress=False))
                 elif method == "latent":
                     m = latent.run(LatentDebiasConfig(classifier=cs, labeler=labeler, generator=generator,
-                                                      n_svm=5000, n_pairs=args.pairs_n, seed=seed), pdir)
+                                                      n_svm=5000, n_pairs=args.pairs_n, seed=seed,
+                                                      svm_confident=args.svm_confident), pdir)
                 else:
                     m = directions.diga_point(dcfg.model_copy(update={"classifier": cs}), c, args.strength, pdir,
                                               prep)
@@ -176,7 +194,8 @@ def main() -> None:
                 report["runs"].append(row)
                 print(f"{pair} seed {seed} {method:<8s} acc {m['acc']:.3f} wga {m['worst_group_acc']:.3f} "
                       f"DEO {m[metric_name('deo', t, p)]:.3f} DP {m['dp_gap']:.3f} EO {m['eo_gap']:.3f} "
-                      f"({row['seconds']:.0f} s)", flush=True)
+                      f"({row['seconds']:.0f} s)" + "".join(f" {k} {m[k]:.3f}" for k in DIAGNOSTICS if k in m),
+                      flush=True)
                 report["summary"] = summarise(report["runs"])
                 report["seconds_total"] = time.perf_counter() - t0
                 report["timings"] = timings

@@ -23,6 +23,7 @@ from fairray.data.summary import share_tables, value_counts
 from fairray.data.table import read_table
 from fairray.errors import FairrayError
 from fairray.metrics.fairness import fairness_discrepancy, kl_to_uniform
+from fairray.metrics.names import sampled
 from fairray.narrative import change, direction
 from fairray.report import Section, fig_png, grid_figure, shares_figure, write_html
 from fairray.report_runs import build as build_report
@@ -404,8 +405,7 @@ REQUIRES = {"attrclf": [], "label": ["attrclf"], "balance": ["label"], "reweight
 def finished(stage: str, m: dict[str, dict]) -> str:
     """The key numbers of a finished stage, for its one console line."""
     def get(run: str, prefix: str) -> float | None:
-        return next((v for k, v in m.get(run, {}).items() if k.startswith(prefix) and k.count("_") ==
-                     prefix.count("_") + 1), None)
+        return sampled(m.get(run, {}), prefix)
 
     def pct(v: float | None) -> str:
         return "?" if v is None else f"{v:.1%}"
@@ -429,7 +429,7 @@ def finished(stage: str, m: dict[str, dict]) -> str:
                 f"{'yes' if get('distill', 'valid') == 1 else 'no'}")
     if stage == "classifier":
         b, d = m.get("classifier-baseline", {}), m.get("classifier-latent", {})
-        deo = [next((v for k, v in r.items() if k.startswith("deo_") and k.count("_") == 2), None) for r in (b, d)]
+        deo = [sampled(r, "deo", parts=2) for r in (b, d)]
         return "" if deo[0] is None else f"DEO {deo[0]:.3f} -> " + ("skipped" if deo[1] is None else f"{deo[1]:.3f}")
     return ""
 

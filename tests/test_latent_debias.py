@@ -65,3 +65,9 @@ def test_latent_debiasing_end_to_end(tmp_path, ray_local, gan_trained, attrclf_t
     saved = json.loads((tmp_path / "latent-seed0" / "metrics.json").read_text())
     assert saved["acc"] == pytest.approx(m["acc"])
     assert (tmp_path / "latent-seed0" / "latent-seed0" / "model.pt").is_file()
+
+
+def test_hyperplanes_fit_on_the_most_confident_latents():
+    probs = np.array([[0.5, 0.5], [0.9, 0.1], [0.2, 0.8], [0.45, 0.55], [0.01, 0.99], [0.6, 0.4]])
+    assert latent.most_confident(probs, 0.5).tolist() == [1, 2, 4]
+    assert latent.most_confident(probs, 1.0).tolist() == list(range(6))

@@ -33,3 +33,14 @@ def test_nan_is_not_measured_and_invalid_samples_are_marked():
     assert change("DEO", 0.3, math.nan).endswith("(not measured)")
     assert not_meaningful({"gan-unweighted": 1.0, "student": 0.0}).startswith(" Not meaningful: the samples of student")
     assert not_meaningful({"gan-unweighted": 1.0, "student": None}) == ""
+
+
+def test_sampled_metric_by_prefix():
+    from fairray.metrics.names import sampled
+
+    m = {"share_gender_1_2k": 0.3, "share_gender_1_2k_lo": 0.2, "share_gender_1_exact": 0.5, "precision_real_2k": 1.0,
+         "precision_2k": 0.9, "deo_Smiling_gender": 0.12, "deo_Smiling_gender_lo": 0.1}
+    assert sampled(m, "share_gender_1") == 0.3
+    assert sampled(m, "precision") == 0.9
+    assert sampled(m, "deo", parts=2) == 0.12
+    assert sampled(m, "recall") is None

@@ -67,3 +67,30 @@ def test_dataset_table_schema_and_image_folder(tmp_path):
     png = (tmp_path / "images" / first.path).read_bytes()
     assert png == df.set_index("image_id").loc[first.image_id, "image"]
     assert read_manifest(tmp_path)["bias_attributes"] == ["gender"]
+
+
+def test_ambiguity_draws_a_noisy_cue_and_leaves_default_sets_unchanged(tmp_path):
+    from fairray.data.synthetic import CUE_COLUMNS, ambiguous_cues
+
+    r = rows(400)
+    exact = r.assign(nz_smile_cue=r.Smiling.astype(float))  # a cue equal to the label draws the label as before
+    assert np.array_equal(render(exact, 32).numpy(), render(r, 32).numpy())
+    cues = ambiguous_cues(r, {"Smiling": 0.35}, np.random.default_rng(0))[CUE_COLUMNS["Smiling"]]
+    assert cues.between(0, 1).all() and 0.1 < ((cues > 0.05) & (cues < 0.95)).mean() < 0.9
+    assert abs(cues[r.Smiling == 1].mean() - cues[r.Smiling == 0].mean()) > 0.5  # still informative on average
+    half = r.iloc[[0, 0]].assign(Smiling=[0, 1], nz_smile_cue=0.5)  # one cue draws one mouth, whatever the label
+    img = render(half, 32).numpy()
+    assert np.array_equal(img[0], img[1])
+    plain = synth_dataset.build(SynthConfig(n=60, val_frac=0, test_frac=0, perc=0), tmp_path / "plain", progress=False)
+    noisy = synth_dataset.build(SynthConfig(n=60, val_frac=0, test_frac=0, perc=0, ambiguity={"Smiling": 0.3}),
+                                tmp_path / "noisy", progress=False)
+    assert plain["fingerprint"] != noisy["fingerprint"]
+    df = read_table(tmp_path / "noisy", columns=["Smiling", "nz_smile_cue"])
+    assert df.nz_smile_cue.notna().all() and "nz_smile_cue" not in read_table(tmp_path / "plain").columns
+
+
+def test_ambiguity_outside_its_range_is_one_line():
+    with pytest.raises(ValueError, match=r"ambiguity is a noise sd in \[0, 1\]"):
+        SynthConfig(ambiguity={"Smiling": 1.5})
+    with pytest.raises(ValueError):
+        SynthConfig(ambiguity={"gender": 0.2})

@@ -43,6 +43,10 @@ def tiny_base(trainable: str, request) -> dict:
         return {"generator": teacher, "encoder_kimg": 2, "encoder_width": 8, "refine_steps": 2, "choose_n": 64,
                 "classifier": {"dataset": data, "target": "Smiling", "protected": "gender", "width": 8,
                                "blocks": [1, 1], "kimg": 0.5, "batch_size": 64, "n_boot": 0, "backend": "local"}}
+    if trainable == "latent":
+        return {"generator": teacher, "labeler": labeler, "n_svm": 300, "n_pairs": 100,
+                "classifier": {"dataset": data, "target": "Smiling", "protected": "gender", "width": 8,
+                               "blocks": [1, 1], "kimg": 0.5, "batch_size": 64, "n_boot": 0, "backend": "local"}}
     if trainable == "distill":
         return {"teacher": teacher, "labeler": labeler, "reference": data, "n_pairs": 400, "kimg": 0.32,
                 "tick_kimg": 0.16, "snapshot_ticks": 1, "batch_size": 32, "eval_n": 200,

@@ -23,6 +23,17 @@ class SynthConfig(Cfg):
     seed: int = 0
     shard_rows: int = Field(5_000, ge=1)
     image_folder: bool = Field(False, description="also write images/<split>/*.png + labels.csv")
+    ambiguity: dict[Literal["Smiling", "Eyeglasses"], float] = Field(
+        default_factory=dict, description="sd of the noise on how strongly an attribute is drawn, e.g. {Smiling: 0.3}: "
+        "faint smiles and half smiles the image cannot always tell (README: a biased regime by design)")
+
+    @field_validator("ambiguity")
+    @classmethod
+    def _fractions(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: f for k, f in v.items() if not 0 <= f <= 1}
+        if bad:
+            raise ValueError(f"ambiguity is a noise sd in [0, 1], got {bad}")
+        return v
 
     @field_validator("bias", mode="before")
     @classmethod

@@ -47,6 +47,9 @@ class LatentDebiasConfig(GanDebiasConfig):
     n_pairs: int = Field(10_000, ge=1, description="(z, z') pairs added to the training set")
     svm_c: float = Field(1.0, gt=0, description="LinearSVC C")
     svm_balanced: bool = Field(True, description="class_weight=balanced (hallucinated labels are skewed)")
+    svm_confident: float = Field(0.5, gt=0, le=1, description="fit each hyperplane on this most confident "
+                                 "fraction of the latents (StyleGAN's protocol: half)")
+    verified_only: bool = Field(False, description="add only the pairs whose flip the labeler confirms")
     flip_scale: float = Field(2.0, gt=0, description="2: reflect across the protected hyperplane; 1: onto it")
     synthetic_weight: float = Field(1.0, gt=0, description="per-row loss weight of the generated pairs")
 

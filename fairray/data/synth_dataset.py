@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from fairray.config import SynthConfig
 from fairray.data.bias import BiasSpec, reference_spec, sample_attributes
-from fairray.data.synthetic import render_chunked, sample_nuisance
+from fairray.data.synthetic import ambiguous_cues, render_chunked, sample_nuisance
 from fairray.data.table import ShardWriter, encode_png, write_manifest
 
 SOURCE = "synthfaces"
@@ -42,6 +42,9 @@ def part_rows(cfg: SynthConfig, part: Part, index: int) -> pd.DataFrame:
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, index]))
     attrs = sample_attributes(part.n, part.spec, rng)
     rows = pd.concat([attrs, sample_nuisance(part.n, rng)], axis=1)
+    if cfg.ambiguity:  # its own stream: sets without ambiguity keep their bytes
+        cue_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, index, 7]))
+        rows = pd.concat([rows, ambiguous_cues(rows, cfg.ambiguity, cue_rng)], axis=1)
     tag = part.subset[0]
     rows.insert(0, "image_id", [f"sf{cfg.seed}-{tag}-{part.split}-{i:06d}" for i in range(part.n)])
     rows.insert(1, "source", SOURCE)

@@ -45,6 +45,26 @@ def sample_nuisance(n: int, rng: np.random.Generator) -> pd.DataFrame:
     })
 
 
+# Cue columns: how strongly an attribute is drawn, in [0, 1]. Absent, the label is drawn as it is (0 or 1). With
+# ambiguity sd s (`ambiguous_cues`) the cue is the label plus N(0, s^2) noise, clipped: a smile can be faint and a
+# straight mouth can half-smile, so near the middle the image alone cannot tell the label, as in real faces.
+CUE_COLUMNS = {"Smiling": "nz_smile_cue", "Eyeglasses": "nz_glasses_cue"}
+
+
+def ambiguous_cues(rows: pd.DataFrame, ambiguity: dict[str, float], rng: np.random.Generator) -> pd.DataFrame:
+    """Cue columns for `ambiguity` = {attribute: sd of the noise on how strongly it is drawn}."""
+    cues = {}
+    for attr, sd in sorted(ambiguity.items()):
+        cue = rows[attr].to_numpy().astype(float) + sd * rng.standard_normal(len(rows))
+        cues[CUE_COLUMNS[attr]] = np.clip(cue, 0.0, 1.0)
+    return pd.DataFrame(cues, index=rows.index)
+
+
+def _cue(df: pd.DataFrame, attr: str) -> torch.Tensor:
+    col = CUE_COLUMNS[attr]
+    return _col(df, col if col in df.columns else attr)
+
+
 def _col(df: pd.DataFrame, name: str) -> torch.Tensor:
     return torch.tensor(df[name].to_numpy(), dtype=torch.float32).view(-1, 1, 1)
 
@@ -77,7 +97,7 @@ def render(rows: pd.DataFrame, resolution: int = 64) -> torch.Tensor:
     gx, gy = gx.expand(n, r, r), gy.expand(n, r, r)
 
     gender, age = _col(rows, "gender"), _col(rows, "age9")
-    smile, glasses = _col(rows, "Smiling"), _col(rows, "Eyeglasses")
+    smile, glasses = _cue(rows, "Smiling"), _cue(rows, "Eyeglasses")
     skin = torch.as_tensor(SKIN_RGB[rows["skin_tone10"].to_numpy() - 1], dtype=torch.float32)
     hair = torch.as_tensor(HAIR_RGB[rows["hair"].to_numpy()], dtype=torch.float32)
     child = (1.0 - 0.07 * (3 - age).clamp(min=0))  # 0-2 and 3-9 have smaller heads, bigger eyes

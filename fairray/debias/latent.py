@@ -60,10 +60,8 @@ def render(G: torch.nn.Module, z: np.ndarray | torch.Tensor, batch: int = 500) -
     return np.concatenate(out) if out else np.zeros((0, res, res, 3), np.uint8)
 
 
-def label_images(images: np.ndarray, labeler, heads: list[str], batch: int = 500) -> dict[str, np.ndarray]:
-    """Hard labels (the head's integer codes) per head, from a batched labeler."""
-    from fairray.labelers.base import hard_labels
-
+def label_probabilities(images: np.ndarray, labeler, heads: list[str], batch: int = 500) -> dict[str, np.ndarray]:
+    """Class probabilities per head, from a batched labeler."""
     by_name = {h.name: h for h in labeler.heads}
     missing = [h for h in heads if h not in by_name]
     if missing:
@@ -73,7 +71,21 @@ def label_images(images: np.ndarray, labeler, heads: list[str], batch: int = 500
         p = labeler.predict_proba(images[i:i + batch])
         for h in heads:
             probs[h].append(p[h])
-    return hard_labels({h: np.concatenate(v) for h, v in probs.items()}, labeler.heads)
+    return {h: np.concatenate(v) for h, v in probs.items()}
+
+
+def label_images(images: np.ndarray, labeler, heads: list[str], batch: int = 500) -> dict[str, np.ndarray]:
+    """Hard labels (the head's integer codes) per head, from a batched labeler."""
+    from fairray.labelers.base import hard_labels
+
+    return hard_labels(label_probabilities(images, labeler, heads, batch), labeler.heads)
+
+
+def most_confident(probs: np.ndarray, fraction: float) -> np.ndarray:
+    """Indices of the `fraction` of rows whose labeler probability is most confident (StyleGAN's separability
+    protocol keeps half): the hyperplane is fit where the hallucinated labels are trustworthy."""
+    k = max(2, round(fraction * len(probs)))
+    return np.sort(np.argsort(-probs.max(1), kind="stable")[:k])
 
 
 def biased_rows_view(dataset: Path, subset: str | None, out: Path) -> Path:
@@ -169,32 +181,44 @@ def complementary_latents(z: np.ndarray, w_t: np.ndarray, w_g: np.ndarray, b_g: 
 
 def make_pairs(cfg: LatentDebiasConfig, G: torch.nn.Module, z_dim: int, labeler, out: Path) -> dict:
     """Latents -> hallucinated labels -> hyperplanes -> complementary pairs written to <out>/pairs."""
+    from fairray.labelers.base import hard_labels
+
     t_name, g_name = cfg.classifier.target, cfg.classifier.protected
     rng = np.random.default_rng(cfg.seed)
     n_total = cfg.n_svm + cfg.n_pairs
     z = rng.standard_normal((n_total, z_dim)).astype(np.float32)
     images = render(G, z)
-    lab = label_images(images, labeler, [t_name, g_name])
+    probs = label_probabilities(images, labeler, [t_name, g_name])
+    lab = hard_labels(probs, labeler.heads)
     fit_idx, pair_idx = np.arange(cfg.n_svm), np.arange(cfg.n_svm, n_total)
-    w_t, b_t = fit_hyperplane(z[fit_idx], lab[t_name][fit_idx], cfg.svm_c, cfg.svm_balanced, cfg.seed)
-    w_g, b_g = fit_hyperplane(z[fit_idx], lab[g_name][fit_idx], cfg.svm_c, cfg.svm_balanced, cfg.seed)
+    fit_t = fit_idx[most_confident(probs[t_name][fit_idx], cfg.svm_confident)]
+    fit_g = fit_idx[most_confident(probs[g_name][fit_idx], cfg.svm_confident)]
+    w_t, b_t = fit_hyperplane(z[fit_t], lab[t_name][fit_t], cfg.svm_c, cfg.svm_balanced, cfg.seed)
+    w_g, b_g = fit_hyperplane(z[fit_g], lab[g_name][fit_g], cfg.svm_c, cfg.svm_balanced, cfg.seed)
     zp = complementary_latents(z[pair_idx], w_t, w_g, b_g, cfg.flip_scale).astype(np.float32)
     flipped = render(G, zp)
     t, g = lab[t_name][pair_idx], lab[g_name][pair_idx]
     check = label_images(flipped, labeler, [t_name, g_name])  # what the flip did, as the labeler sees it
-    both = np.concatenate([images[pair_idx], flipped])
+    verified = (check[t_name] == t) & (check[g_name] == 1 - g)
+    keep = verified if cfg.verified_only else np.ones(len(t), bool)
+    if not keep.any():
+        raise FairrayError("no complementary pair passed the labeler's check (verified_only); sample more pairs")
+    t, g = t[keep], g[keep]
+    both = np.concatenate([images[pair_idx][keep], flipped[keep]])
     cols = {t_name: np.concatenate([t, t]), g_name: np.concatenate([g, 1 - g]),
             "pair": np.concatenate([np.zeros(len(t), int), np.ones(len(t), int)])}
     path = write_rows(out / "pairs", both, cols, cfg.synthetic_weight, "latent-pairs",
                       {"method": "gan-data-debiasing", "n_pairs": int(len(t))})
     np.savez(out / "hyperplanes.npz", w_t=w_t, b_t=b_t, w_g=w_g, b_g=b_g)
     diag = {
-        "svm_acc_target": float(((z[fit_idx] @ w_t + b_t > 0) == lab[t_name][fit_idx]).mean()),
-        "svm_acc_protected": float(((z[fit_idx] @ w_g + b_g > 0) == lab[g_name][fit_idx]).mean()),
+        "svm_acc_target": float(((z[fit_t] @ w_t + b_t > 0) == lab[t_name][fit_t]).mean()),
+        "svm_acc_protected": float(((z[fit_g] @ w_g + b_g > 0) == lab[g_name][fit_g]).mean()),
         "cos_theta": float(w_g @ w_t),
-        "hallucinated_share_protected_1": float(g.mean()),
-        "pairs_target_kept": float((check[t_name] == t).mean()),
-        "pairs_protected_flipped": float((check[g_name] == 1 - g).mean()),
+        "hallucinated_share_protected_1": float(lab[g_name][pair_idx].mean()),
+        "pairs_target_kept": float((check[t_name] == lab[t_name][pair_idx]).mean()),
+        "pairs_protected_flipped": float((check[g_name] == 1 - lab[g_name][pair_idx]).mean()),
+        "pairs_verified": float(verified.mean()),
+        "pairs_used": int(keep.sum()),
     }
     return {"pairs": str(path), **diag}
 

@@ -36,6 +36,7 @@ from fairray.config import (
     DistillConfig,
     FairClassifierConfig,
     GanConfig,
+    LatentDebiasConfig,
     apply_override,
     format_validation_error,
     merge_overrides,
@@ -138,6 +139,12 @@ def _diga_stage() -> Stage:
     return directions.run
 
 
+def _latent_stage() -> Stage:
+    from fairray.debias import latent
+
+    return latent.run
+
+
 def _distill_stage() -> Stage:
     from fairray.train import distill
 
@@ -153,6 +160,8 @@ TRAINABLES: dict[str, Trainable] = {t.name: t for t in [
     # coefficient and strength are DigaConfig fields: with both set, directions.run is exactly one (c, s) point
     Trainable("diga", DigaConfig, "point", Metric("eo_gap", "min"), Metric("acc", "max"), stage=_diga_stage,
               description="DiGA edit augmentation: combination coefficient c and edit strength s"),
+    Trainable("latent", LatentDebiasConfig, "point", Metric("eo_gap", "min"), Metric("acc", "max"),
+              stage=_latent_stage, description="GAN Data Debiasing: complementary pairs added and their loss weight"),
     Trainable("distill", DistillConfig, "point", Metric("fairness_discrepancy_{attr}_{n}", "min"),
               Metric("fd_attrclf_{n}", "min"), stage=_distill_stage,
               description="fair distillation of a small student generator: loss weights and k schedule"),
