@@ -110,6 +110,9 @@ def main() -> None:
     ap.add_argument("--ambiguity", type=float, default=0.0,
                     help="cue noise sd of Smiling and Eyeglasses in every set (the biased regime: 0.35)")
     ap.add_argument("--svm-confident", type=float, default=0.5, help="latent: hyperplanes on this confident share")
+    ap.add_argument("--verified-only", action="store_true", help="latent: add only the labeler-verified pairs")
+    ap.add_argument("--encoder", default=None, help="reuse a DiGA encoder.pt trained for --generator")
+    ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--kimg", type=float, default=10.0, help="images per classifier, thousands (every method)")
     ap.add_argument("--width", type=int, default=8)
     ap.add_argument("--blocks", default="1,1,1")
@@ -162,22 +165,25 @@ def main() -> None:
         clf = clf.model_copy(update={"dataset": str(dataset)})
         dcfg = DigaConfig(classifier=clf, labeler=labeler, generator=generator, strength=args.strength,
                           refine_steps=args.refine_steps, encoder_kimg=40)
-        first = out / "encoder.pt"  # the encoder belongs to the generator: train it once, share it
-        (pdir / "diga-prep").mkdir(parents=True, exist_ok=True)
-        if first.is_file() and not (pdir / "diga-prep" / "encoder.pt").is_file():
-            shutil.copy(first, pdir / "diga-prep" / "encoder.pt")
-        t_prep = time.perf_counter()
-        prep = directions.prepare(dcfg, pdir, progress=True)
-        if not first.is_file():
-            shutil.copy(pdir / "diga-prep" / "encoder.pt", first)
-        c, choice = directions.choose_coefficient(dcfg, prep, lab, args.strength)
-        report["diga_choice"][pair] = {"c": c, "grid": choice, "cos_w_a_w_b": float(prep.w_a @ prep.w_b),
-                                       "seconds": time.perf_counter() - t_prep}
-        print(f"{pair}: DiGA c = {c} (edits keep the target on "
-              f"{next(r for r in choice if r['c'] == c)['edit_target_kept']:.3f} of val rows)", flush=True)
+        prep, c = None, None
+        if "diga" in args.methods.split(","):
+            # the encoder belongs to the generator: train it once, share it
+            first = Path(args.encoder) if args.encoder else out / "encoder.pt"
+            (pdir / "diga-prep").mkdir(parents=True, exist_ok=True)
+            if first.is_file() and not (pdir / "diga-prep" / "encoder.pt").is_file():
+                shutil.copy(first, pdir / "diga-prep" / "encoder.pt")
+            t_prep = time.perf_counter()
+            prep = directions.prepare(dcfg, pdir, progress=True)
+            if not first.is_file():
+                shutil.copy(pdir / "diga-prep" / "encoder.pt", first)
+            c, choice = directions.choose_coefficient(dcfg, prep, lab, args.strength)
+            report["diga_choice"][pair] = {"c": c, "grid": choice, "cos_w_a_w_b": float(prep.w_a @ prep.w_b),
+                                           "seconds": time.perf_counter() - t_prep}
+            print(f"{pair}: DiGA c = {c} (edits keep the target on "
+                  f"{next(r for r in choice if r['c'] == c)['edit_target_kept']:.3f} of val rows)", flush=True)
         for seed in [int(s) for s in args.seeds.split(",")]:
             cs = clf.model_copy(update={"seed": seed})
-            for method in METHODS:
+            for method in args.methods.split(","):
                 t_run = time.perf_counter()
                 if method == "baseline":
                     m = classifier.run(cs, pdir / f"baseline-seed{seed}", RunContext(name=f"baseline-seed{seed}",
@@ -185,7 +191,8 @@ def main() -> None:
                 elif method == "latent":
                     m = latent.run(LatentDebiasConfig(classifier=cs, labeler=labeler, generator=generator,
                                                       n_svm=5000, n_pairs=args.pairs_n, seed=seed,
-                                                      svm_confident=args.svm_confident), pdir)
+                                                      svm_confident=args.svm_confident,
+                                                      verified_only=args.verified_only), pdir)
                 else:
                     m = directions.diga_point(dcfg.model_copy(update={"classifier": cs}), c, args.strength, pdir,
                                               prep)

@@ -71,3 +71,25 @@ def test_hyperplanes_fit_on_the_most_confident_latents():
     probs = np.array([[0.5, 0.5], [0.9, 0.1], [0.2, 0.8], [0.45, 0.55], [0.01, 0.99], [0.6, 0.4]])
     assert latent.most_confident(probs, 0.5).tolist() == [1, 2, 4]
     assert latent.most_confident(probs, 1.0).tolist() == list(range(6))
+
+
+def test_style_generator_pairs_live_in_w():
+    """A style-based G is flipped in w = mapping(z): rendering the codes in w gives G(z) exactly, and the
+    complementary codes keep the target score in w."""
+    import torch
+
+    from fairray.config import GanConfig
+    from fairray.models.generator_io import build_models, latents_to_w
+
+    torch.manual_seed(0)
+    G, _ = build_models(GanConfig(model="style", width=8, z_dim=16, w_dim=16))
+    G.eval()
+    z = np.random.default_rng(0).standard_normal((6, 16)).astype(np.float32)
+    w = latents_to_w(G, z)
+    assert not np.allclose(w, z)
+    np.testing.assert_array_equal(latent.render(G, w, space="w"), latent.render(G, z))
+    rng = np.random.default_rng(1)
+    w_t, w_g = _unit(rng.standard_normal(16)), _unit(rng.standard_normal(16))
+    wp = latent.complementary_latents(w, w_t, w_g, 0.1)
+    np.testing.assert_allclose(wp @ w_t, w @ w_t, atol=1e-6)
+    assert latent.render(G, wp.astype(np.float32), space="w").shape == (6, 32, 32, 3)

@@ -36,10 +36,10 @@ def _text(v: object) -> str | None:
     return v if isinstance(v, str) else None
 
 
-def decode_table(table: pa.Table, size: int, max_pixels: int
-                 ) -> tuple[np.ndarray, list[str | None], list[str | None]]:
-    """An Arrow batch's image bytes (or files at `path`) -> uint8 (N, size, size, 3), one error per row (None:
-    fine; a row with `error` already set is not decoded) and the paths column. Rows never go missing."""
+def decode_table(table: pa.Table, size: int, max_pixels: int) -> tuple[np.ndarray, np.ndarray, dict[str, pa.Array]]:
+    """An Arrow batch's image bytes (or files at `path`) -> uint8 (N, size, size, 3), the mask of rows that
+    decoded, and the batch's columns with `error` (one reason per failed row; a row whose `error` was already set
+    is not decoded) and `path` filled in, ready for a stage to add its own. Rows never go missing."""
     from fairray.data.decode import decode_batch
 
     n, names = table.num_rows, table.column_names
@@ -55,7 +55,11 @@ def decode_table(table: pa.Table, size: int, max_pixels: int
             if blobs[i] is None:
                 errors[i] = f"file not found: {paths[i]}"
     pixels, decode_errors = decode_batch(blobs, size, max_pixels)
-    return pixels, [e if e is not None else d for e, d in zip(errors, decode_errors, strict=True)], paths
+    errors = [e if e is not None else d for e, d in zip(errors, decode_errors, strict=True)]
+    cols = {name: table.column(name) for name in names}
+    cols["error"] = pa.array(errors, type=pa.string())
+    cols["path"] = pa.array(paths, type=pa.string())
+    return pixels, np.array([e is None for e in errors], dtype=bool), cols
 
 
 class BatchClock:
@@ -91,13 +95,9 @@ class LabelStage:
         self.clock = BatchClock(timings)
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        pixels, errors, paths = decode_table(table, self.size, self.max_pixels)
+        pixels, ok, cols = decode_table(table, self.size, self.max_pixels)
         n = table.num_rows
-        ok = np.array([e is None for e in errors], dtype=bool)
         probs = self.labeler.predict_proba(pixels[ok]) if ok.any() else {}
-        cols = {name: table.column(name) for name in table.column_names}
-        cols["error"] = pa.array(errors, type=pa.string())
-        cols["path"] = pa.array(paths, type=pa.string())
         for head in self.labeler.heads:
             if head.name in cols and head.name + TRUE_SUFFIX not in cols:
                 cols[head.name + TRUE_SUFFIX] = cols.pop(head.name)

@@ -51,11 +51,15 @@ def freeze_generator(G: torch.nn.Module, z_dim: int, n: int = 4096, batch: int =
 
 
 @torch.no_grad()
-def render(G: torch.nn.Module, z: np.ndarray | torch.Tensor, batch: int = 500) -> np.ndarray:
-    """uint8 NHWC images of latents z with G as it is (call freeze_generator first)."""
+def render(G: torch.nn.Module, z: np.ndarray | torch.Tensor, batch: int = 500, space: str = "z") -> np.ndarray:
+    """uint8 NHWC images of latents z (space="z") or of codes w (space="w", see latents_to_w) with G as it is
+    (call freeze_generator first)."""
+    from fairray.models.generator_io import synthesize
+
     z = torch.as_tensor(np.asarray(z, dtype=np.float32))
     dev = next(G.parameters()).device
-    out = [to_images(G(z[i:i + batch].to(dev))) for i in range(0, len(z), batch)]
+    run = (lambda c: synthesize(G, c)) if space == "w" else G
+    out = [to_images(run(z[i:i + batch].to(dev))) for i in range(0, len(z), batch)]
     res = G.resolution if hasattr(G, "resolution") else 32
     return np.concatenate(out) if out else np.zeros((0, res, res, 3), np.uint8)
 
@@ -180,14 +184,18 @@ def complementary_latents(z: np.ndarray, w_t: np.ndarray, w_g: np.ndarray, b_g: 
 
 
 def make_pairs(cfg: LatentDebiasConfig, G: torch.nn.Module, z_dim: int, labeler, out: Path) -> dict:
-    """Latents -> hallucinated labels -> hyperplanes -> complementary pairs written to <out>/pairs."""
+    """Latents -> hallucinated labels -> hyperplanes -> complementary pairs written to <out>/pairs. The
+    hyperplanes and flips live in w for a style-based G (its mapping network's output, where StyleGAN's
+    attributes separate linearly), in z otherwise (w = z)."""
     from fairray.labelers.base import hard_labels
+    from fairray.models.generator_io import latents_to_w
 
     t_name, g_name = cfg.classifier.target, cfg.classifier.protected
     rng = np.random.default_rng(cfg.seed)
     n_total = cfg.n_svm + cfg.n_pairs
-    z = rng.standard_normal((n_total, z_dim)).astype(np.float32)
-    images = render(G, z)
+    z = latents_to_w(G, rng.standard_normal((n_total, z_dim)).astype(np.float32))
+    space = "w" if hasattr(G, "mapping") else "z"
+    images = render(G, z, space=space)
     probs = label_probabilities(images, labeler, [t_name, g_name])
     lab = hard_labels(probs, labeler.heads)
     fit_idx, pair_idx = np.arange(cfg.n_svm), np.arange(cfg.n_svm, n_total)
@@ -196,7 +204,7 @@ def make_pairs(cfg: LatentDebiasConfig, G: torch.nn.Module, z_dim: int, labeler,
     w_t, b_t = fit_hyperplane(z[fit_t], lab[t_name][fit_t], cfg.svm_c, cfg.svm_balanced, cfg.seed)
     w_g, b_g = fit_hyperplane(z[fit_g], lab[g_name][fit_g], cfg.svm_c, cfg.svm_balanced, cfg.seed)
     zp = complementary_latents(z[pair_idx], w_t, w_g, b_g, cfg.flip_scale).astype(np.float32)
-    flipped = render(G, zp)
+    flipped = render(G, zp, space=space)
     t, g = lab[t_name][pair_idx], lab[g_name][pair_idx]
     check = label_images(flipped, labeler, [t_name, g_name])  # what the flip did, as the labeler sees it
     verified = (check[t_name] == t) & (check[g_name] == 1 - g)
@@ -211,6 +219,7 @@ def make_pairs(cfg: LatentDebiasConfig, G: torch.nn.Module, z_dim: int, labeler,
                       {"method": "gan-data-debiasing", "n_pairs": int(len(t))})
     np.savez(out / "hyperplanes.npz", w_t=w_t, b_t=b_t, w_g=w_g, b_g=b_g)
     diag = {
+        "hyperplanes_in_w": float(space == "w"),
         "svm_acc_target": float(((z[fit_t] @ w_t + b_t > 0) == lab[t_name][fit_t]).mean()),
         "svm_acc_protected": float(((z[fit_g] @ w_g + b_g > 0) == lab[g_name][fit_g]).mean()),
         "cos_theta": float(w_g @ w_t),

@@ -150,14 +150,10 @@ class WeightActor:
         from fairray.data.pipeline import decode_table
         from fairray.debias.density_ratio import density_ratio
 
-        pixels, errors, paths = decode_table(table, self.size, 50_000_000)
-        ok = np.array([e is None for e in errors], dtype=bool)
+        pixels, ok, cols = decode_table(table, self.size, 50_000_000)
         p = ratio_probs(self.model, self.calib, pixels)
         w = np.minimum(density_ratio(p), self.clip_max)
         is_ref = np.asarray(table.column("subset").to_pylist()) == "reference"
-        cols = {name: table.column(name) for name in table.column_names}
-        cols["error"] = pa.array(errors, type=pa.string())
-        cols["path"] = pa.array(paths, type=pa.string())
         cols["ratio_prob"] = pa.array(np.where(ok, p, np.nan).astype(np.float32))
         cols["weight"] = pa.array(np.where(is_ref, 1.0, np.where(ok, w, 0.0)))
         self.clock.tick(table.num_rows)

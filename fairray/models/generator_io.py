@@ -55,6 +55,11 @@ def latents_to_w(G: torch.nn.Module, z: np.ndarray, batch: int = 1000) -> np.nda
                            for i in range(0, len(z), batch)])
 
 
+def synthesize(G: torch.nn.Module, codes: torch.Tensor) -> torch.Tensor:
+    """G's output from codes in the space `latents_to_w` returns: w for a style-based G, z otherwise."""
+    return G.synthesis(codes) if hasattr(G, "synthesis") else G(codes)
+
+
 def ema_weights(state: dict) -> dict[str, torch.Tensor]:
     """The averaged generator's weights from a checkpoint's `G_ema` (an AveragedModel state dict)."""
     return {k.removeprefix("module."): v for k, v in state["G_ema"].items() if k.startswith("module.")}
