@@ -1,5 +1,7 @@
 """Fair downstream classifiers on SynthFaces: baseline vs GAN Data Debiasing (complementary latent pairs) vs DiGA
-(direction edits), on target x protected cuts biased 1k/9k/9k/1k, scored on the balanced reference test split.
+(direction edits) vs an oracle (as many balanced faces, rendered with their true labels: the upper bound of any
+augmentation), on target x protected cuts biased 1k/9k/9k/1k, scored on the balanced reference test split. With
+`--ambiguity 0.3` every set is rendered in the biased regime of experiments/biased_regime.py.
 
 Per run: one attribute classifier (the labeler that hallucinates labels and judges edits) and one generic face
 GAN trained on an unbiased SynthFaces set (Ramaswamy's GAN is trained on all of CelebA and DiGA's generator is
@@ -9,8 +11,10 @@ classifiers trained for the same number of images. Nothing is selected on the te
 
     python experiments/fair_classifier.py                     # both pairs, seeds 0,1,2
     python experiments/fair_classifier.py --pairs Smiling/gender --seeds 0 --labeler attrclf:DIR --generator CKPT
+    python experiments/fair_classifier.py --ambiguity 0.3 --n 10000 --width 16 --blocks 1,1,1,1 --kimg 20 \
+        --out runs/fair-classifier-regime --results experiments/results/fair_classifier_regime.json
 
-Writes experiments/results/fair_classifier.json after every classifier (partial results survive).
+Writes the results JSON after every classifier; a re-run with the same --results skips the runs it holds.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from fairray.stage import RunContext
 from fairray.train import attrclf, classifier, gan
 
 RESULTS = Path(__file__).parent / "results"
-METHODS = ("baseline", "latent", "diga")
+METHODS = ("baseline", "latent", "diga", "oracle", "oracle-labelled")
 DIAGNOSTICS = ("svm_acc_target", "svm_acc_protected", "pairs_target_kept", "pairs_protected_flipped",
                "pairs_verified")
 SHOWN = ("acc", "worst_group_acc", "ap", "deo", "ba", "kl", "dp_gap", "eo_gap")
@@ -100,6 +104,32 @@ def markdown(summary: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def oracle_set(out: Path, args: argparse.Namespace, labeler=None) -> Path:
+    """2 x pairs-n unbiased faces rendered in the same world with their true labels (what a perfect generator and
+    labeler would add: how far augmentation can move this classifier at all), or with the labeler's labels of
+    Smiling and Eyeglasses (a perfect generator, fairray's labeler)."""
+    from fairray.data.decode import decode_column
+    from fairray.data.table import ShardWriter, read_manifest, read_table, write_manifest
+
+    path = out / "oracle-data"
+    if not (path / "dataset.json").is_file():
+        synth_dataset.build(SynthConfig(n=2 * args.pairs_n, bias="none", perc=0.0, val_frac=0, test_frac=0, seed=11,
+                                        ambiguity=world(args.ambiguity)), path, progress=False)
+    if labeler is None:
+        return path
+    relabelled = out / "oracle-data-labelled"
+    if not (relabelled / "dataset.json").is_file():
+        df = read_table(path)
+        targets = ["Smiling", "Eyeglasses"]
+        hallucinated = latent.label_images(decode_column(df.image)[0], labeler, targets)
+        agreement = {t: float((hallucinated[t] == df[t].to_numpy()).mean()) for t in targets}
+        for t in targets:
+            df[t] = hallucinated[t]
+        ShardWriter(relabelled).write(df)
+        write_manifest(relabelled, read_manifest(path) | {"labels": "attrclf", "label_agreement": agreement})
+    return relabelled
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("runs/fair-classifier"))
@@ -152,6 +182,9 @@ def main() -> None:
     lab = load_labeler(labeler)
     report: dict = {"config": vars(args) | {"out": str(out), "results": os.path.relpath(args.results, Path(__file__).parents[1]), "labeler": labeler,
                                             "generator": generator}, "runs": [], "diga_choice": {}}
+    if args.results.is_file():  # resume: keep the runs (and DiGA choices) already written
+        old = json.loads(args.results.read_text())
+        report["runs"], report["diga_choice"] = old.get("runs", []), old.get("diga_choice", {})
     blocks = [int(b) for b in args.blocks.split(",")]
     for pair in args.pairs.split(","):
         t, p = pair.split("/")
@@ -166,7 +199,9 @@ def main() -> None:
         dcfg = DigaConfig(classifier=clf, labeler=labeler, generator=generator, strength=args.strength,
                           refine_steps=args.refine_steps, encoder_kimg=40)
         prep, c = None, None
-        if "diga" in args.methods.split(","):
+        diga_left = [sd for sd in args.seeds.split(",") if "diga" in args.methods.split(",") and not any(
+            (r["target"], r["protected"], r["method"], r["seed"]) == (t, p, "diga", int(sd)) for r in report["runs"])]
+        if diga_left:
             # the encoder belongs to the generator: train it once, share it
             first = Path(args.encoder) if args.encoder else out / "encoder.pt"
             (pdir / "diga-prep").mkdir(parents=True, exist_ok=True)
@@ -184,6 +219,9 @@ def main() -> None:
         for seed in [int(s) for s in args.seeds.split(",")]:
             cs = clf.model_copy(update={"seed": seed})
             for method in args.methods.split(","):
+                if any((r["target"], r["protected"], r["method"], r["seed"]) == (t, p, method, seed)
+                       for r in report["runs"]):
+                    continue  # resumed: this run is in the results file already
                 t_run = time.perf_counter()
                 if method == "baseline":
                     m = classifier.run(cs, pdir / f"baseline-seed{seed}", RunContext(name=f"baseline-seed{seed}",
@@ -193,9 +231,14 @@ def main() -> None:
                                                       n_svm=5000, n_pairs=args.pairs_n, seed=seed,
                                                       svm_confident=args.svm_confident,
                                                       verified_only=args.verified_only), pdir)
-                else:
+                elif method == "diga":
                     m = directions.diga_point(dcfg.model_copy(update={"classifier": cs}), c, args.strength, pdir,
                                               prep)
+                else:  # the ceiling: as many balanced faces as the pairs add, true labels or the labeler's
+                    aug = oracle_set(out, args, lab if method == "oracle-labelled" else None)
+                    m = classifier.run(cs.model_copy(update={"augment_data": [str(aug)]}),
+                                       pdir / f"{method}-seed{seed}", RunContext(name=f"{method}-seed{seed}",
+                                                                                 progress=False))
                 row = {"target": t, "protected": p, "method": method, "seed": seed,
                        "seconds": time.perf_counter() - t_run} | m
                 report["runs"].append(row)

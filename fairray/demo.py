@@ -375,7 +375,10 @@ def stage_classifier(c: Ctx) -> None:
     c.result.metrics["classifier-baseline"], c.result.metrics["classifier-latent"] = base, deb
     d0, d1 = base.get(keys["DEO"], float("nan")), deb.get(keys["DEO"], float("nan"))
     a0, a1 = base.get(keys["accuracy"], float("nan")), deb.get(keys["accuracy"], float("nan"))
-    text = (f"A {t} classifier trained on a set where {t} and {g} are cut 1:9:9:1 (DiGA's split), scored on a "
+    noise = clf.synth.ambiguity.get(t)  # the demo renders its classifier set from this config
+    drawn = (f", with {t} drawn faintly or half-way in many faces (cue noise {noise:g}: the image cannot always tell, "
+             f"so a classifier leans on {g})" if noise else "")
+    text = (f"A {t} classifier trained on a set where {t} and {g} are cut 1:9:9:1 (DiGA's split){drawn}, scored on a "
             f"balanced test split; the baseline's DEO is {d0:.3f} at accuracy {a0:.1%}." + (skipped or (
                 f" GAN latent debiasing adds {cfg.n_pairs:,} complementary pairs from the reweighted GAN (z and z' with "
                 f"{t} kept and {g} flipped, from two linear SVMs in latent space): "
