@@ -93,3 +93,13 @@ def test_style_generator_pairs_live_in_w():
     wp = latent.complementary_latents(w, w_t, w_g, 0.1)
     np.testing.assert_allclose(wp @ w_t, w @ w_t, atol=1e-6)
     assert latent.render(G, wp.astype(np.float32), space="w").shape == (6, 32, 32, 3)
+
+
+def test_generated_rows_replace_an_earlier_write(tmp_path):
+    from fairray.data.table import read_table
+
+    big = np.zeros((25_000, 4, 4, 3), np.uint8)  # two shards
+    latent.write_rows(tmp_path / "pairs", big, {"Smiling": np.zeros(len(big), int)}, 1.0, "latent-pairs")
+    latent.write_rows(tmp_path / "pairs", big[:10], {"Smiling": np.ones(10, int)}, 1.0, "latent-pairs")
+    rows = read_table(tmp_path / "pairs", columns=["Smiling"])
+    assert len(rows) == 10 and (rows.Smiling == 1).all()

@@ -134,7 +134,10 @@ def write_rows(out: Path, images: np.ndarray, columns: dict[str, np.ndarray], we
     """Generated rows as a canonical dataset (split train) the classifier can add to its training set."""
     from fairray.data.table import ShardWriter, encode_png, write_manifest
 
+    import shutil
+
     out = Path(out)
+    shutil.rmtree(out, ignore_errors=True)  # a re-run with other settings must not keep shards of the last one
     n = len(images)
     df = pd.DataFrame({"image_id": [f"{source}-{i:07d}" for i in range(n)], "source": source,
                        "split": "train", "subset": "generated", **{k: np.asarray(v) for k, v in columns.items()}})
