@@ -132,9 +132,9 @@ def ensure_generator(generator: str | None, gan_cfg: GanConfig, clf: FairClassif
 def write_rows(out: Path, images: np.ndarray, columns: dict[str, np.ndarray], weight: float, source: str,
                extra: dict | None = None) -> Path:
     """Generated rows as a canonical dataset (split train) the classifier can add to its training set."""
-    from fairray.data.table import ShardWriter, encode_png, write_manifest
-
     import shutil
+
+    from fairray.data.table import ShardWriter, encode_png, write_manifest
 
     out = Path(out)
     shutil.rmtree(out, ignore_errors=True)  # a re-run with other settings must not keep shards of the last one
