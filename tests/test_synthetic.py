@@ -90,7 +90,7 @@ def test_ambiguity_draws_a_noisy_cue_and_leaves_default_sets_unchanged(tmp_path)
 
 
 def test_ambiguity_outside_its_range_is_one_line():
-    with pytest.raises(ValueError, match=r"ambiguity is a noise sd in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"must be a noise sd in \[0, 1\]"):
         SynthConfig(ambiguity={"Smiling": 1.5})
     with pytest.raises(ValueError):
         SynthConfig(ambiguity={"gender": 0.2})

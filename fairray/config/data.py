@@ -32,7 +32,7 @@ class SynthConfig(Cfg):
     def _fractions(cls, v: dict[str, float]) -> dict[str, float]:
         bad = {k: f for k, f in v.items() if not 0 <= f <= 1}
         if bad:
-            raise ValueError(f"ambiguity is a noise sd in [0, 1], got {bad}")
+            raise ValueError(f"must be a noise sd in [0, 1], got {bad}")
         return v
 
     @field_validator("bias", mode="before")
