@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
+from results_io import write_json
 
 from fairray.config import SynthConfig, TrackingConfig, TuneCampaignConfig
 from fairray.tune.campaign import run_campaign
@@ -85,13 +85,10 @@ def main() -> None:
     rows = [{"trial_id": r.trial_id, "alpha": float(r["param.alpha"]), "seed": int(r["param.seed"]),
              f_name: float(r[f_name]), q_name: float(r[q_name]), "seconds": float(r.seconds),
              "pareto": bool(r.get("pareto", False)), "mlflow_run": r.run_id} for _, r in res.table.iterrows()]
-    report = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-              | {"results": os.path.relpath(args.results, Path(__file__).parents[1])},
-              "space": os.path.relpath(SPACE, Path(__file__).parents[1]), "tracking_uri": res.tracking_uri, "experiment": res.experiment,
+    report = {"config": vars(args), "space": SPACE, "tracking_uri": res.tracking_uri, "experiment": res.experiment,
               "parent_run": res.parent_run_id, "trials": rows, **summarise(rows, f_name, q_name),
               "seconds_total": time.perf_counter() - t0}
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(report, indent=2, default=float))
+    write_json(args.results, report)
     for p in report["per_alpha"]:
         print(f"alpha {p['alpha']:<4g} {f_name} {p[f_name]:.3f} (sd {p[f_name + '_sd']:.3f})  {q_name} {p[q_name]:.2f}")
     print("claim:", json.dumps(report["claim"], default=float))

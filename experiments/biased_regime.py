@@ -24,7 +24,7 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
+from results_io import mean_sd, pm, write_json
 
 from fairray.config import FairClassifierConfig, SynthConfig
 from fairray.metrics.downstream import metric_name
@@ -56,9 +56,7 @@ def summarise(runs: list[dict]) -> list[dict]:
     for key in keys:
         rs = [r for r in runs if (r["target"], r["protected"], r["ambiguity"], r["corr"], r["size"]) == key]
         row = dict(zip(("target", "protected", "ambiguity", "corr", "size"), key, strict=True)) | {"seeds": len(rs)}
-        for k in SHOWN:
-            v = np.array([r[k] for r in rs])
-            row[k], row[f"{k}_sd"] = float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+        row |= mean_sd(rs, SHOWN)
         row["meets_regime_bar"] = bool(row["deo"] >= 0.15 and row["deo_sd"] <= 0.05 and row["acc"] >= 0.85
                                        and len(rs) >= 3)
         out.append(row)
@@ -69,7 +67,7 @@ def markdown(summary: list[dict]) -> str:
     lines = ["| target / protected | ambiguity | correlation | classifier | acc | worst-group acc | DEO | DP gap |"
              " regime bar |", "|" + "---|" * 9]
     for r in summary:
-        cells = " | ".join(f"{r[k]:.3f} ± {r[k + '_sd']:.3f}" for k in SHOWN)
+        cells = " | ".join(pm(r, k) for k in SHOWN)
         lines.append(f"| {r['target']} / {r['protected']} | {r['ambiguity']:.2f} | {r['corr']:.2f} | {r['size']} | "
                      f"{cells} | {'yes' if r['meets_regime_bar'] else 'no'} |")
     return "\n".join(lines)
@@ -88,7 +86,7 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=RESULTS / "biased_regime.json")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    report: dict = {"config": {k: str(v) for k, v in vars(args).items()}, "runs": []}
+    report: dict = {"config": vars(args), "runs": []}
     if args.results.is_file():  # resume: keep finished cells
         report["runs"] = json.loads(args.results.read_text()).get("runs", [])
     done = {(r["target"], r["protected"], r["ambiguity"], r["corr"], r["size"], r["seed"]) for r in report["runs"]}
@@ -113,8 +111,7 @@ def main() -> None:
                               f"DEO {row['deo']:.3f} DP {row['dp_gap']:.3f} ({row['seconds']:.0f} s)", flush=True)
                         report["summary"] = summarise(report["runs"])
                         report["seconds_total"] = time.perf_counter() - t0
-                        args.results.parent.mkdir(parents=True, exist_ok=True)
-                        args.results.write_text(json.dumps(report, indent=2, default=float))
+                        write_json(args.results, report)
     table = markdown(summarise(report["runs"]))
     args.results.with_suffix(".md").write_text(table + "\n")
     print(table)

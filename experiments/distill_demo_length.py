@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results_io import write_json
 
 from fairray.config import DemoConfig
 from fairray.metrics.names import count_tag
@@ -93,8 +94,7 @@ def main() -> None:
                   f"{r['student']['precision']:.2f}; valid {r['teacher']['valid']:.0f} -> {r['student']['valid']:.0f}",
                   flush=True)
             report["summary"] = summary(report["runs"])
-            args.results.parent.mkdir(parents=True, exist_ok=True)
-            args.results.write_text(json.dumps(report, indent=1, default=float))
+            write_json(args.results, report, indent=1)
     print(json.dumps(report["summary"], indent=1))
 
 

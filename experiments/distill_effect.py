@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
+
+from results_io import write_json
 
 from fairray.config import DistillConfig, GanConfig, SynthConfig, TrackingConfig, experiment_attrclf
 from fairray.data import synth_dataset
@@ -63,8 +64,7 @@ def main() -> None:
     tag = count_tag(args.eval_n)
     s_share, t_share = m[f"share_gender_1_{tag}"], m[f"teacher_share_gender_1_{tag}"]
     s_fd, t_fd = m[f"fd_attrclf_{tag}"], m[f"teacher_fd_attrclf_{tag}"]
-    report = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-              | {"results": os.path.relpath(args.results, Path(__file__).parents[1])},
+    report = {"config": vars(args),
               "teacher_share_gender_1": t_share, "student_share_gender_1": s_share,
               f"teacher_fairness_discrepancy_gender_{tag}": m[f"teacher_fairness_discrepancy_gender_{tag}"],
               f"student_fairness_discrepancy_gender_{tag}": m[f"fairness_discrepancy_gender_{tag}"],
@@ -76,8 +76,7 @@ def main() -> None:
                          "student_quarter_params": m["student_params"] <= 0.25 * m["teacher_params"]},
               "metrics": {k: v for k, v in m.items() if isinstance(v, float)},
               "seconds_total": time.perf_counter() - t0}
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(report, indent=2, default=float))
+    write_json(args.results, report)
     print(f"teacher female share {t_share:.3f}  student {s_share:.3f}; fd_attrclf teacher {t_fd:.2f} student {s_fd:.2f}")
     print("claims:", json.dumps(report["claims"]))
     print(f"wrote {args.results} in {report['seconds_total']:.0f} s")

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import time
 from pathlib import Path
 
-import numpy as np
+from results_io import mean_sd, pm, write_json
 
 from fairray.config import (
     DigaConfig,
@@ -74,9 +73,7 @@ def summarise(runs: list[dict]) -> list[dict]:
             if not rs:
                 continue
             row = {"target": t, "protected": p, "method": method, "seeds": len(rs)}
-            for k in SHOWN:
-                v = np.array([r[metric_name(k, t, p)] for r in rs])
-                row[k], row[f"{k}_sd"] = float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+            row |= mean_sd(rs, SHOWN, {k: metric_name(k, t, p) for k in SHOWN})
             if method == "baseline":
                 base = row
             elif base is not None:
@@ -93,13 +90,10 @@ def markdown(summary: list[dict]) -> str:
     lines = ["| target / protected | method | acc | worst-group acc | AP | DEO | DP gap | EO gap | BA | KL |"
              " DEO cut | DP cut | acc cost (pts) |", "|" + "---|" * 13]
     for r in summary:
-        def f(k: str, r: dict = r) -> str:
-            return f"{r[k]:.3f} ± {r[k + '_sd']:.3f}"
-
         cuts = ([f"{100 * r['deo_cut']:.0f}%", f"{100 * r['dp_gap_cut']:.0f}%", f"{r['acc_cost_points']:+.1f}"]
                 if "deo_cut" in r else ["", "", ""])
         lines.append(f"| {r['target']} / {r['protected']} | {r['method']} | " + " | ".join(
-            f(k) for k in ("acc", "worst_group_acc", "ap", "deo", "dp_gap", "eo_gap", "ba", "kl")) + " | "
+            pm(r, k) for k in ("acc", "worst_group_acc", "ap", "deo", "dp_gap", "eo_gap", "ba", "kl")) + " | "
             + " | ".join(cuts) + " |")
     return "\n".join(lines)
 
@@ -180,7 +174,7 @@ def main() -> None:
         generator = str(gan.fit(gcfg, data, out / "gan"))
     timings["gan"] = time.perf_counter() - t0 - timings["attrclf"]
     lab = load_labeler(labeler)
-    report: dict = {"config": vars(args) | {"out": str(out), "results": os.path.relpath(args.results, Path(__file__).parents[1]), "labeler": labeler,
+    report: dict = {"config": vars(args) | {"out": str(out), "labeler": labeler,
                                             "generator": generator}, "runs": [], "diga_choice": {}}
     if args.results.is_file():  # resume: keep the runs (and DiGA choices) already written
         old = json.loads(args.results.read_text())
@@ -249,8 +243,7 @@ def main() -> None:
                 report["summary"] = summarise(report["runs"])
                 report["seconds_total"] = time.perf_counter() - t0
                 report["timings"] = timings
-                args.results.parent.mkdir(parents=True, exist_ok=True)
-                args.results.write_text(json.dumps(report, indent=2, default=float))
+                write_json(args.results, report)
     table = markdown(report["summary"])
     args.results.with_suffix(".md").write_text(table + "\n")
     print(table)

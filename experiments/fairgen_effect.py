@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from itertools import product
 from pathlib import Path
 
 import numpy as np
+from results_io import write_json
 
 from fairray.config import GanConfig, ReweightConfig, SynthConfig, experiment_attrclf
 from fairray.data import synth_dataset
@@ -93,7 +93,7 @@ def main() -> None:
         attrclf.run(experiment_attrclf(), clf_dir, RunContext(progress=False))
     clf_metrics = json.loads((clf_dir / "attrclf" / "metrics.json").read_text())
     labeler = AttrClfLabeler(clf_dir / "attrclf")
-    report: dict = {"config": vars(args) | {"out": str(out), "results": os.path.relpath(args.results, Path(__file__).parents[1])},
+    report: dict = {"config": vars(args) | {"out": str(out)},
                     "attrclf_heldout": {k: v for k, v in clf_metrics.items() if k.startswith("acc_")}, "runs": []}
     if args.results.is_file():  # resume / extend: runs already measured with the same kimg are kept, not redone
         report["runs"] = [r for r in json.loads(args.results.read_text())["runs"] if r["kimg"] == args.kimg]
@@ -148,8 +148,7 @@ def main() -> None:
                       f"fd_attrclf {row[f'fd_attrclf_{tag}']:.2f}", flush=True)
                 report["summary"] = summarise(report["runs"], tag)
                 report["seconds_total"] = time.perf_counter() - t0
-                args.results.parent.mkdir(parents=True, exist_ok=True)
-                args.results.write_text(json.dumps(report, indent=2, default=float))
+                write_json(args.results, report)
     figure(report, tag, args.results.with_suffix(".png"))
     print(json.dumps(report["summary"], indent=2, default=float))
 

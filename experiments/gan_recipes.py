@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results_io import write_json
 
 RESULTS = Path(__file__).parent / "results"
 ATTRS = ["gender", "tone4", "Young", "Smiling", "Eyeglasses"]
@@ -440,8 +441,7 @@ def main() -> None:
                        for line in p.read_text().splitlines()])
         report = {"recipes": RECIPES, "eval_n": EVAL_N, "summary": summarize(rows), "goals": goals(rows),
                   "runs": [{k: v for k, v in r.items() if k != "grid_png"} for r in rows]}
-        args.results.parent.mkdir(parents=True, exist_ok=True)
-        args.results.write_text(json.dumps(report, indent=1, default=float))
+        write_json(args.results, report, indent=1)
         figure(rows, args.results.with_suffix(".png"))
         args.results.with_suffix(".md").write_text(table(report["summary"]))
         print(json.dumps(report["goals"], indent=1))

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results_io import write_json
 
 from fairray.data.facefolder import write_utkface
 
@@ -96,10 +97,9 @@ def main() -> None:
     runs = []
     for seed in (int(s) for s in args.seeds.split(",")):
         runs.append(one_seed(seed, args.out, args.gan_kimg))
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "own_faces.json").write_text(json.dumps(
-            {"faces": N_FACES, "layout": "utkface, 128 px JPEG + 7 broken/awkward files", "gan_kimg": args.gan_kimg,
-             "runs": runs, "summary": summarize(runs)}, indent=2))
+        write_json(RESULTS / "own_faces.json", {
+            "faces": N_FACES, "layout": "utkface, 128 px JPEG + 7 broken/awkward files", "gan_kimg": args.gan_kimg,
+            "runs": runs, "summary": summarize(runs)})
         print(json.dumps(runs[-1], indent=1))
 
 
