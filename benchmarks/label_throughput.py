@@ -82,7 +82,8 @@ def ratio_model() -> tuple[dict, dict]:
     cfg = ReweightConfig(dataset="-")
     config = {"heads": {HEAD: 2}, "resolution": 32, "width": cfg.width, "blocks": tuple(cfg.blocks)}
     model = AttributeClassifier(ClassifierConfig(**config)).eval()
-    return {"config": config, "state_dict": model.state_dict()}, {"method": "temperature", "temperature": 1.0}
+    state = {"kind": "cnn", "resolution": 32, "config": config, "state_dict": model.state_dict()}
+    return state, {"method": "temperature", "temperature": 1.0}
 
 
 def pipeline_run(data: Path, stage: str, labeler: str | None, device: str, batch_size: int, actors: int | None

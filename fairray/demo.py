@@ -172,8 +172,9 @@ def stage_balance(c: Ctx) -> None:
 
 
 def start_reweight(c: Ctx):
-    """fairgen's density-ratio job as a Ray task: it needs only the data, so it runs beside attrclf -> label ->
-    balance (whose Ray Train and Ray Data start-ups leave the CPUs idle for seconds at a time)."""
+    """fairgen's density-ratio job as a Ray task: it needs only the data (and the attrclf, whose features it reads
+    with `ratio_encoder`), so it runs beside attrclf (or label) -> balance (whose Ray Train and Ray Data start-ups
+    leave the CPUs idle for seconds at a time)."""
     import ray
 
     from fairray.debias import reweight
@@ -181,6 +182,7 @@ def start_reweight(c: Ctx):
 
     init_ray()
     cfg = ReweightConfig(dataset=str(c.paths["data"]), epochs=c.cfg.ratio_epochs, resolution=c.cfg.synth.resolution,
+                         encoder=f"attrclf:{c.paths['attrclf']}" if c.cfg.ratio_encoder else None,
                          seed=c.cfg.seed or 0)
     # num_cpus=0: a driver-like task (one torch thread); its Ray Data pass asks for CPUs of its own
     return ray.remote(num_cpus=0, max_retries=0)(reweight.run).remote(cfg, c.out / "reweighted")
@@ -199,7 +201,9 @@ def stage_reweight(c: Ctx) -> None:
     ws, us = r["weights"]["weighted_share_gender"], r["weights"]["unweighted_share_gender"]
     c.result.metrics["reweight"] = {k: v for k, v in r.items() if isinstance(v, float)} | {
         "unweighted_share_gender_1": float(us.get(1, 0)), "weighted_share_gender_1": float(ws.get(1, 0))}
-    text = (f"fairgen's density-ratio classifier (reference vs biased) reaches balanced accuracy "
+    how = ("a class-balanced logistic regression on the attrclf's features" if c.cfg.ratio_encoder
+           else "fairgen's CNN trained on the pixels")
+    text = (f"fairgen's density-ratio classifier (reference vs biased; {how}) reaches balanced accuracy "
             f"{r['ratio_clf_balanced_acc_val']:.1%}; temperature scaling moves its ECE from "
             f"{r['ratio_clf_ece_val_raw']:.3f} to {r['ratio_clf_ece_val']:.3f}. With w = D/(1-D), clipped at "
             f"{r['clip_max']:.1f}, the female share D sees "
@@ -400,8 +404,13 @@ STAGES: dict[str, Callable[[Ctx], None]] = {
     "reweight": stage_reweight, "gan": stage_gan, "distill": stage_distill, "classifier": stage_classifier,
 }
 # stage -> the stage at whose start it is launched as a Ray task, to overlap with the stages in between
-BACKGROUND: dict[str, tuple[str, Callable]] = {"reweight": ("attrclf", start_reweight)}
-REQUIRES = {"attrclf": [], "label": ["attrclf"], "balance": ["label"], "reweight": [], "gan": ["attrclf", "reweight"],
+BACKGROUND: dict[str, tuple[Callable[[DemoConfig], str], Callable]] = {
+    "reweight": (lambda cfg: "label" if cfg.ratio_encoder else "attrclf", start_reweight)}
+
+
+def requires(cfg: DemoConfig) -> dict[str, list[str]]:
+    return {"attrclf": [], "label": ["attrclf"], "balance": ["label"],
+            "reweight": ["attrclf"] if cfg.ratio_encoder else [], "gan": ["attrclf", "reweight"],
             "distill": ["gan"], "classifier": ["gan"]}
 
 
@@ -414,7 +423,8 @@ def finished(stage: str, m: dict[str, dict]) -> str:
         return "?" if v is None else f"{v:.1%}"
 
     if stage == "data":
-        return f"female {pct(get('data-biased', 'share_gender_1'))} biased, {pct(get('data-reference', 'share_gender_1'))} reference"
+        exact = [m.get(r, {}).get("share_gender_1_exact") for r in ("data-biased", "data-reference")]
+        return f"female {pct(exact[0])} biased, {pct(exact[1])} reference"
     if stage == "attrclf":
         return f"gender test accuracy {pct(m.get('attrclf', {}).get('acc_gender_test'))}"
     if stage == "label":
@@ -444,7 +454,7 @@ def run_demo(cfg: DemoConfig, out: Path, say: Callable[[str], None] = print) -> 
     (out / "config.yaml").write_text(dump_config(cfg))
     steps = ["data"] + [s for s in cfg.steps if s != "data"]
     for s in steps:
-        missing = [r for r in REQUIRES.get(s, []) if r not in steps]
+        missing = [r for r in requires(cfg).get(s, []) if r not in steps]
         if missing:
             raise FairrayError(f"demo step {s!r} needs {missing}; steps given: {cfg.steps}")
     tracker = Tracker(out, cfg.tracking.experiment, cfg.tracking.uri, cfg.tracking.enabled)
@@ -460,7 +470,7 @@ def run_demo(cfg: DemoConfig, out: Path, say: Callable[[str], None] = print) -> 
             say(f"[{i + 1}/{len(plan)}] {s}  (elapsed {elapsed:.0f}s, about {left:.0f}s left)")
             t0 = time.perf_counter()
             for later, (at, launch) in BACKGROUND.items():
-                if at == s and later in steps:
+                if at(cfg) == s and later in steps:
                     c.pending[later] = launch(c)
             if s == "report":
                 subtitle = (f"SynthFaces {cfg.synth.resolution}px, bias {c.manifest['bias']}; MLflow: {tracker.uri} "

@@ -18,7 +18,9 @@ class ReweightConfig(Cfg):
     resolution: Literal[32, 64, 128] = 32
     width: int = Field(8, ge=4)
     blocks: list[int] = Field(default_factory=lambda: [1, 1, 1], min_length=1)
-    epochs: int = Field(8, ge=1, description="passes over the biased train rows; the best val-NLL epoch is kept")
+    encoder: str | None = Field(None, description="labeler spec (attrclf:DIR) whose pooled features a logistic "
+                                                  "regression reads; None: fairgen's CNN trained on the pixels")
+    epochs: int = Field(8, ge=1, description="CNN: passes over the biased train rows; the best val-NLL epoch is kept")
     batch_size: int = Field(200, ge=2, description="half reference, half biased (fairgen: 100 + 100)")
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(1e-2, ge=0)

@@ -75,6 +75,10 @@ class DemoConfig(Cfg):
     attrclf: AttrClfConfig = Field(default_factory=lambda: AttrClfConfig(
         synth=SynthConfig(n=3_000, bias="none", perc=0.0, seed=1), epochs=3, blocks=[1, 1, 1, 1],
         heads=["gender", "tone4", "Young", "Smiling", "Eyeglasses", "hair"]))
+    ratio_encoder: bool = Field(True, description="density ratio from a logistic regression on the attrclf's "
+                                                  "features (its weighted female share 0.45-0.47 of the 0.5 it "
+                                                  "should restore); false: fairgen's CNN on the pixels, "
+                                                  "ratio_epochs long (0.33-0.42)")
     ratio_epochs: int = Field(2, ge=1)
     gan: GanConfig = Field(default_factory=lambda: GanConfig(width=32, kimg=40, tick_kimg=8, snapshot_ticks=5))
     alphas: list[float] = Field(default_factory=lambda: [0.0, 1.0], min_length=2,

@@ -1,7 +1,10 @@
 """fairgen importance weights, done right: a calibrated, clipped density-ratio classifier + a Ray Data pass.
 
 1. Train a small classifier to tell reference rows (y=1) from biased rows (y=0) on class-balanced batches
-   (fairgen: 100 + 100), so its odds estimate p_ref(x) / p_bias(x) with gamma = 1.
+   (fairgen: 100 + 100), so its odds estimate p_ref(x) / p_bias(x) with gamma = 1. Either fairgen's CNN on the
+   pixels, or (`encoder`) a class-balanced logistic regression on a labeler's pooled features: from the weak
+   reference/biased labels a from-scratch CNN finds the protected attribute only partly in a demo's budget
+   (weighted female share 0.33-0.42 of the 0.5 it should restore; README), a pretrained space holds it linearly.
 2. Calibrate it on held-out rows (temperature scaling, or isotonic), because fairgen's uncalibrated ratios
    explode at perc 0.1 and the GAN collapses (fairgen issue #7); log the reliability diagram.
 3. A Ray Data pass writes w(x) = clip(D / (1 - D)) into the `weight` column of every biased row; reference rows
@@ -14,6 +17,7 @@ import copy
 import json
 import time
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -25,6 +29,8 @@ from fairray.config import ReweightConfig
 from fairray.data.loading import load_split
 from fairray.data.table import DATA_DIR, read_manifest, read_table, shard_paths, write_manifest
 from fairray.errors import FairrayError
+from fairray.labelers.base import Labeler
+from fairray.labelers.registry import absolute_spec, input_size, load_labeler
 from fairray.models.classifiers import AttributeClassifier, ClassifierConfig
 from fairray.stage import RunContext
 
@@ -65,8 +71,74 @@ def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
 
 
-def train_classifier(cfg: ReweightConfig, dataset: Path) -> tuple[AttributeClassifier, dict]:
-    """Class-balanced training of the reference-vs-biased classifier with early stopping on balanced val NLL."""
+class RatioModel(Protocol):
+    resolution: int
+
+    def logits(self, pixels: np.ndarray) -> np.ndarray:
+        """(N, 2) two-class logits (biased, reference) of uint8 NHWC pixels."""
+        ...
+
+
+class CnnRatio:
+    """fairgen's ratio classifier: a small CNN trained on the pixels."""
+
+    def __init__(self, state: dict):
+        self.model = AttributeClassifier(ClassifierConfig(**state["config"])).eval()
+        self.model.load_state_dict(state["state_dict"])
+        self.resolution = int(state["resolution"])
+
+    def logits(self, pixels: np.ndarray) -> np.ndarray:
+        return _logits(self.model, torch.from_numpy(np.ascontiguousarray(pixels)))
+
+
+class EncoderRatio:
+    """A linear ratio classifier on a labeler's pooled features (the scaler is folded into coef/intercept)."""
+
+    def __init__(self, state: dict):
+        self.labeler = load_labeler(state["encoder"])
+        self.coef, self.intercept = np.asarray(state["coef"], dtype=np.float64), float(state["intercept"])
+        self.resolution = int(state["resolution"])
+
+    def logits(self, pixels: np.ndarray) -> np.ndarray:
+        z = encode(self.labeler, pixels) @ self.coef + self.intercept
+        return np.stack([np.zeros_like(z), z], 1)
+
+
+def ratio_model(state: dict) -> RatioModel:
+    return EncoderRatio(state) if state["kind"] == "encoder" else CnnRatio(state)
+
+
+def encode(labeler: Labeler, pixels: np.ndarray, batch: int = 1000) -> np.ndarray:
+    return np.concatenate([labeler.features(pixels[i:i + batch]) for i in range(0, len(pixels), batch)])
+
+
+def train_classifier(cfg: ReweightConfig, dataset: Path) -> tuple[dict, dict]:
+    """The ratio classifier's state (see `ratio_model`) and its training report."""
+    return train_encoder(cfg, dataset) if cfg.encoder else train_cnn(cfg, dataset)
+
+
+def train_encoder(cfg: ReweightConfig, dataset: Path) -> tuple[dict, dict]:
+    """Class-balanced logistic regression (gamma = 1, as fairgen's 100 + 100 batches) on standardised features."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    labeler = load_labeler(cfg.encoder)
+    if not callable(getattr(labeler, "features", None)):
+        raise FairrayError(f"encoder {cfg.encoder!r} has no pooled features; use an attrclf:DIR labeler")
+    t0 = time.perf_counter()
+    size = input_size(labeler)
+    x, y = _xy(dataset, "train", size)
+    feats = encode(labeler, x.numpy())
+    scaler = StandardScaler().fit(feats)
+    lr = LogisticRegression(class_weight="balanced", max_iter=2000).fit(scaler.transform(feats), y.numpy())
+    coef = lr.coef_[0] / scaler.scale_
+    state = {"kind": "encoder", "encoder": absolute_spec(cfg.encoder), "resolution": size, "coef": coef.tolist(),
+             "intercept": float(lr.intercept_[0] - coef @ scaler.mean_)}
+    return state, {"ratio_clf_features": float(feats.shape[1]), "ratio_clf_seconds": time.perf_counter() - t0}
+
+
+def train_cnn(cfg: ReweightConfig, dataset: Path) -> tuple[dict, dict]:
+    """Class-balanced training of fairgen's CNN with early stopping on balanced val NLL."""
     torch.manual_seed(cfg.seed)
     x, y = _xy(dataset, "train", cfg.resolution)
     xv, yv = _balanced_val(dataset, cfg.resolution, cfg.seed)
@@ -91,19 +163,20 @@ def train_classifier(cfg: ReweightConfig, dataset: Path) -> tuple[AttributeClass
         nll = float(F.cross_entropy(torch.from_numpy(_logits(model, xv)), torch.from_numpy(yv)))
         if nll < best_nll:
             best, best_nll, best_epoch = copy.deepcopy(model.state_dict()), nll, epoch
-    model.load_state_dict(best)
-    return model, {"ratio_clf_epochs_run": cfg.epochs, "ratio_clf_best_epoch": best_epoch,
+    config = {"heads": {HEAD: 2}, "resolution": cfg.resolution, "width": cfg.width, "blocks": tuple(cfg.blocks)}
+    state = {"kind": "cnn", "resolution": cfg.resolution, "config": config, "state_dict": best}
+    return state, {"ratio_clf_epochs_run": cfg.epochs, "ratio_clf_best_epoch": best_epoch,
                    "ratio_clf_val_nll": best_nll, "ratio_clf_seconds": time.perf_counter() - t0}
 
 
-def calibrate(cfg: ReweightConfig, model: AttributeClassifier, dataset: Path, out: Path) -> tuple[dict, dict]:
+def calibrate(cfg: ReweightConfig, model: RatioModel, dataset: Path, out: Path) -> tuple[dict, dict]:
     """Fit the calibration map on a class-balanced val subsample; report balanced accuracy and ECE."""
     from fairray.debias.density_ratio import ece, fit_isotonic, fit_temperature, reliability_figure
     from fairray.metrics.calibration import calibrated_probs
     from fairray.report import fig_png
 
-    xv, labels = _balanced_val(dataset, cfg.resolution, cfg.seed)
-    logits = _logits(model, xv)
+    xv, labels = _balanced_val(dataset, model.resolution, cfg.seed)
+    logits = model.logits(xv.numpy())
     g = np.random.default_rng(cfg.seed + 1)
     # Fit the calibration map on one half, report on the other: no optimistic ECE.
     perm = g.permutation(len(labels))
@@ -142,8 +215,7 @@ class WeightActor:
 
         if threads is not None:
             torch.set_num_threads(threads)
-        self.model = AttributeClassifier(ClassifierConfig(**state["config"])).eval()
-        self.model.load_state_dict(state["state_dict"])
+        self.model = ratio_model(state)
         self.calib, self.clip_max, self.size, self.clock = calib, clip_max, size, BatchClock(timings)
 
     def __call__(self, table: pa.Table) -> pa.Table:
@@ -160,11 +232,11 @@ class WeightActor:
         return pa.table(cols)
 
 
-def ratio_probs(model: AttributeClassifier, calib: dict, pixels: np.ndarray) -> np.ndarray:
+def ratio_probs(model: RatioModel, calib: dict, pixels: np.ndarray) -> np.ndarray:
     """Calibrated P(reference | x) for uint8 NHWC pixels."""
     from fairray.metrics.calibration import calibrated_probs
 
-    logits = _logits(model, torch.from_numpy(np.ascontiguousarray(pixels)))
+    logits = model.logits(pixels)
     if calib["method"] == "isotonic":
         return np.clip(calib["isotonic"].predict(calibrated_probs(logits)[:, 1]), 0, 1)
     return calibrated_probs(logits, calib["temperature"])[:, 1]
@@ -178,17 +250,16 @@ def run(cfg: ReweightConfig, out: Path, ctx: RunContext | None = None) -> dict:
     if (out / DATA_DIR).exists():
         raise FairrayError(f"{out / DATA_DIR} exists; choose a new --out")
     out.mkdir(parents=True, exist_ok=True)
-    model, report = train_classifier(cfg, dataset)
+    state, report = train_classifier(cfg, dataset)
+    model = ratio_model(state)
     calib, cal_report = calibrate(cfg, model, dataset, out)
     report |= cal_report
     # clip at the q-quantile of the biased-train ratios (fairgen's tails are what blow the GAN up)
-    x_b, y_b = _xy(dataset, "train", cfg.resolution)
+    x_b, y_b = _xy(dataset, "train", model.resolution)
     from fairray.debias.density_ratio import density_ratio
 
     w_train = density_ratio(ratio_probs(model, calib, x_b[y_b == 0].numpy()))
     clip_max = float(np.quantile(w_train, cfg.clip_quantile))
-    state = {"config": {"heads": {HEAD: 2}, "resolution": cfg.resolution, "width": cfg.width,
-                        "blocks": tuple(cfg.blocks)}, "state_dict": model.state_dict()}
     weight_pass(dataset, out, state, calib, clip_max, cfg.ray.address, progress=ctx.progress)
     df = read_table(out, columns=["subset", "split", "weight", *cfg.report_attributes])
     report |= {"clip_max": clip_max, "weights": _weight_report(df, cfg.report_attributes)}
@@ -214,7 +285,7 @@ def weight_pass(dataset: Path, out: Path, state: dict, calib: dict, clip_max: fl
     try:
         ds = ray.data.read_parquet([str(p) for p in shard_paths(dataset)])
         ds = ds.map_batches(WeightActor, fn_constructor_kwargs={
-            "state": state, "calib": calib, "clip_max": clip_max, "size": state["config"]["resolution"],
+            "state": state, "calib": calib, "clip_max": clip_max, "size": state["resolution"],
             "threads": threads, "timings": str(timings) if timings else None},
             batch_format="pyarrow", batch_size=512, num_cpus=cpus, compute=ray.data.ActorPoolStrategy(size=n_actors))
         ds.write_parquet(str(Path(out).absolute() / DATA_DIR))  # write tasks run in directories of their own
