@@ -35,3 +35,9 @@ def test_ray_and_local_backends_agree_and_rerun_resumes(ray_local, small_cfg, tm
 
     again = classifier.fit(small_cfg, small_cfg.dataset, tmp_path, name="clf-ray")  # finished: no new work
     assert all(torch.equal(again[k], state["model"][k]) for k in again)
+
+    # The same name with another setting (or other training rows) is another experiment: trained anew, not resumed.
+    other = classifier.fit(small_cfg.model_copy(update={"lr": small_cfg.lr / 4}), small_cfg.dataset, tmp_path,
+                           name="clf-ray")
+    assert not all(torch.equal(other[k], state["model"][k]) for k in other)
+    assert load_state(newest_complete(tmp_path / "ray_results" / "clf-ray")).get("resumes", []) == []
