@@ -81,6 +81,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=8000, help="biased rows per set")
     ap.add_argument("--kimg", type=float, default=96)
     ap.add_argument("--eval-n", type=int, default=4000)
+    ap.add_argument("--ratios", default="calibrated", help="calibrated: fairgen's CNN on pixels; features: a "
+                    "logistic regression on the attrclf's features (ReweightConfig.encoder); comma-separated")
     ap.add_argument("--ablate-raw", default="90_10@0.1", help="settings that also run uncalibrated, unclipped ratios")
     ap.add_argument("--results", type=Path, default=RESULTS / "fairgen_effect.json")
     args = ap.parse_args()
@@ -112,7 +114,9 @@ def main() -> None:
         exact = joint_shares({a: df[a].to_numpy() for a in attrs}, attrs,
                              {a: 2 if a in ("Black_Hair", "gender") else 4 for a in attrs})
         labeled = measured(real, labeler, attrs)
-        variants = [("calibrated", dict(calibration="temperature", clip_quantile=0.99))]
+        variants = [(v, dict(calibration="temperature", clip_quantile=0.99)
+                     | ({"encoder": f"attrclf:{clf_dir / 'attrclf'}"} if v == "features" else {}))
+                    for v in ("calibrated", "features") if v in args.ratios.split(",")]
         if (preset, perc) in ablate:
             variants.append(("raw", dict(calibration="none", clip_quantile=1.0)))
         for vname, rw in variants:
@@ -120,8 +124,10 @@ def main() -> None:
             rcfg = ReweightConfig(dataset=str(data), epochs=RATIO_EPOCHS, seed=seed, report_attributes=attrs, **rw)
             rw_report = (json.loads((wdir / "reweight.json").read_text()) if (wdir / "reweight.json").is_file()
                          else reweight.run(rcfg, wdir))
-            for mode in MODES if vname == "calibrated" else ("weight",):
-                if mode not in args.modes.split(",") or (mode == "none" and vname != "calibrated"):
+            for mode in MODES if vname in ("calibrated", "features") else ("weight",):
+                if mode not in args.modes.split(",") or (mode == "none" and vname != variants[0][0]):
+                    continue  # one unweighted GAN per seed, whatever the ratio variants
+                if mode == "none" and (preset, perc, seed, "calibrated", mode) in done:
                     continue
                 name = f"{key}-{vname}-{mode}"
                 if (preset, perc, seed, vname, mode) in done:

@@ -204,8 +204,12 @@ def stage_reweight(c: Ctx) -> None:
     how = ("a class-balanced logistic regression on the attrclf's features" if c.cfg.ratio_encoder
            else "fairgen's CNN trained on the pixels")
     text = (f"fairgen's density-ratio classifier (reference vs biased; {how}) reaches balanced accuracy "
-            f"{r['ratio_clf_balanced_acc_val']:.1%}; temperature scaling moves its ECE from "
-            f"{r['ratio_clf_ece_val_raw']:.3f} to {r['ratio_clf_ece_val']:.3f}. With w = D/(1-D), clipped at "
+            f"{r['ratio_clf_balanced_acc_val']:.1%}; "
+            + (f"its held-out ECE is {r['ratio_clf_ece_val_raw']:.3f} (a logistic regression is calibrated by its "
+               f"loss: no temperature)" if c.cfg.ratio_encoder else
+               f"temperature scaling moves its ECE from {r['ratio_clf_ece_val_raw']:.3f} to "
+               f"{r['ratio_clf_ece_val']:.3f}")
+            + f". With w = D/(1-D), clipped at "
             f"{r['clip_max']:.1f}, the female share D sees "
             f"{VERB[direction(us.get(1, 0), ws.get(1, 0))]} {us.get(1, 0):.1%} to {ws.get(1, 0):.1%}.")
     with c.tracker.run("density-ratio", parent=c.parent, tags={"fairray.stage": "reweight"}) as run:
@@ -384,7 +388,10 @@ def stage_classifier(c: Ctx) -> None:
              f"so a classifier leans on {g})" if noise else "")
     text = (f"A {t} classifier trained on a set where {t} and {g} are cut 1:9:9:1 (DiGA's split){drawn}, scored on a "
             f"balanced test split; the baseline's DEO is {d0:.3f} at accuracy {a0:.1%}." + (skipped or (
-                f" GAN latent debiasing adds {cfg.n_pairs:,} complementary pairs from the reweighted GAN (z and z' with "
+                " GAN latent debiasing adds "
+                + (f"the {int(deb.get('pairs_used', 0)):,} of {cfg.n_pairs:,} complementary pairs whose flip attrclf "
+                   "confirms" if cfg.verified_only else f"{cfg.n_pairs:,} complementary pairs")
+                + f" from the reweighted GAN (z and z' with "
                 f"{t} kept and {g} flipped, from two linear SVMs in latent space): "
                 f"{change('DEO', d0, d1, before_ci=ci(base, keys['DEO']), after_ci=ci(deb, keys['DEO']))}; "
                 f"{change('accuracy', a0, a1, lower_is_better=False, fmt='.1%')}. "

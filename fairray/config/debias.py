@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from fairray.config.base import Cfg
 from fairray.config.runtime import RayConfig
@@ -24,11 +24,20 @@ class ReweightConfig(Cfg):
     batch_size: int = Field(200, ge=2, description="half reference, half biased (fairgen: 100 + 100)")
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(1e-2, ge=0)
-    calibration: Literal["temperature", "isotonic", "none"] = "temperature"
+    calibration: Literal["temperature", "isotonic", "none"] | None = Field(
+        None, description="default: temperature for the CNN, none for `encoder` (a logistic regression fit on every "
+                          "train row is calibrated by its loss; a temperature fit on a few hundred val rows only "
+                          "added noise: weighted female share 0.39-0.49 vs 0.46-0.47 in the demo's seeds 0-5)")
     clip_quantile: float = Field(0.99, gt=0, le=1, description="weights above this quantile are clipped")
     report_attributes: list[str] = Field(default_factory=lambda: ["gender"])
     seed: int = 0
     ray: RayConfig = Field(default_factory=RayConfig)
+
+    @model_validator(mode="after")
+    def _calibration(self) -> ReweightConfig:
+        if self.calibration is None:
+            self.calibration = "none" if self.encoder else "temperature"
+        return self
 
 
 class GanDebiasConfig(Cfg):
