@@ -114,8 +114,8 @@ def main() -> None:
         exact = joint_shares({a: df[a].to_numpy() for a in attrs}, attrs,
                              {a: 2 if a in ("Black_Hair", "gender") else 4 for a in attrs})
         labeled = measured(real, labeler, attrs)
-        variants = [(v, dict(calibration="temperature", clip_quantile=0.99)
-                     | ({"encoder": f"attrclf:{clf_dir / 'attrclf'}"} if v == "features" else {}))
+        variants = [(v, {"calibration": "temperature", "clip_quantile": 0.99} if v == "calibrated"
+                     else {"encoder": f"attrclf:{clf_dir / 'attrclf'}", "clip_quantile": 0.99})
                     for v in ("calibrated", "features") if v in args.ratios.split(",")]
         if (preset, perc) in ablate:
             variants.append(("raw", dict(calibration="none", clip_quantile=1.0)))
