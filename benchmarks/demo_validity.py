@@ -38,10 +38,15 @@ def effects(m: dict) -> dict:
          "discrepancy_cut": (1 - fw / fu) if fu and fw is not None else None,
          "student_female": pick(d, "share_gender_1"), "student_precision": pick(d, "precision"),
          "teacher_precision": teacher_precision, "deo_before": deo[0], "deo_after": deo[1],
+         "accuracy_before": base.get("acc"), "accuracy_after": lat.get("acc"),
+         "unweighted_precision": pick(u, "precision"), "reweighted_precision": pick(w, "precision"),
+         "unweighted_coverage": pick(u, "coverage"), "reweighted_coverage": pick(w, "coverage"),
          "valid_unweighted": pick(u, "valid"), "valid_reweighted": pick(w, "valid"), "valid_student": pick(d, "valid")}
     e["goals"] = {
         "unweighted_keeps_bias": e["unweighted_female"] is not None and e["unweighted_female"] <= 0.25,
         "reweighting_cuts_50pct": e["discrepancy_cut"] is not None and e["discrepancy_cut"] >= 0.5,
+        "reweighted_precision_80pct": None not in (e["unweighted_precision"], e["reweighted_precision"])
+        and e["reweighted_precision"] >= 0.8 * e["unweighted_precision"],
         "student_balanced": e["student_female"] is not None and abs(e["student_female"] - 0.5) <= 0.05,
         "student_precision_80pct": None not in (e["student_precision"], teacher_precision)
         and e["student_precision"] >= 0.8 * teacher_precision,
@@ -55,7 +60,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="1,2,3,4,5")
     ap.add_argument("--out", type=Path, default=Path("runs/demo-validity"))
+    ap.add_argument("--rescore", action="store_true", help="recompute the effects of the runs already in --out "
+                    "(wall time and console lines kept from the results file), e.g. after adding a column")
     args = ap.parse_args()
+    if args.rescore:
+        old = json.loads(RESULTS.read_text())
+        for row in old["runs"]:
+            row.update(effects(json.loads((args.out / f"seed{row['seed']}" / "demo_metrics.json").read_text())["metrics"]))
+        old["goals_met"] = {g: sum(row["goals"][g] for row in old["runs"]) for g in old["runs"][0]["goals"]}
+        RESULTS.write_text(json.dumps(old, indent=2, default=float))
+        return
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
         out = args.out / f"seed{seed}"

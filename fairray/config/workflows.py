@@ -99,8 +99,8 @@ class DemoConfig(Cfg):
                                                           ambiguity={"Smiling": 0.3}),
                                         blocks=[1, 1, 1, 1], kimg=10, n_boot=100, backend="local"),
         # verified_only: at demo size the 40-kimg GAN's unchecked pairs raised DEO in 6 of 6 seeds (mean 0.358 ->
-        # 0.471, accuracy -8 points); only the pairs whose flip the labeler confirms: 0.378, accuracy -1.2
-        # (benchmarks/results/demo_validity_all_pairs.json vs demo_validity.json)
+        # 0.471, accuracy 80.8% -> 72.1%); only the pairs whose flip the labeler confirms: 0.400, 77.7% (lower DEO
+        # in 1 of 6; benchmarks/results/demo_validity_all_pairs.json vs demo_validity.json)
         n_svm=2_000, n_pairs=2_000, verified_only=True))
     tracking: TrackingConfig = Field(default_factory=lambda: TrackingConfig(experiment="fairray-demo"))
     grid_size: int = Field(8, ge=2, le=16, description="sample grid is grid_size x grid_size")
