@@ -13,8 +13,6 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -64,23 +62,6 @@ def decode_table(table: pa.Table, size: int, max_pixels: int) -> tuple[np.ndarra
     return pixels, np.array([e is None for e in errors], dtype=bool), cols
 
 
-DECODE_CHUNK = 64  # rows per decode slice: small enough that the first slice's decode is a short serial wait
-
-
-def decoded_chunks(table: pa.Table, size: int, max_pixels: int, pool: ThreadPoolExecutor, chunk: int = DECODE_CHUNK
-                   ) -> Iterator[tuple[np.ndarray, np.ndarray, dict[str, pa.Array]]]:
-    """`decode_table` over slices of `chunk` rows, the next slice decoding in `pool` while the caller runs its model
-    on this one: PIL's inflate and torch's kernels release the GIL, so decoding hides behind the model (in process
-    on 2 cores, the 64 px attrclf stage went from ~1,400 to ~1,600-1,850 img/s; the model alone ~1,680)."""
-    parts = [table.slice(i, chunk) for i in range(0, table.num_rows, chunk)] or [table]
-    pending = pool.submit(decode_table, parts[0], size, max_pixels)
-    for k in range(len(parts)):
-        done = pending.result()
-        if k + 1 < len(parts):
-            pending = pool.submit(decode_table, parts[k + 1], size, max_pixels)
-        yield done
-
-
 class BatchClock:
     """Appends "<unix time> <rows>" to <dir>/<pid>.txt as each batch leaves an actor: the benchmarks' steady-state
     clock (off unless a directory is given)."""
@@ -111,16 +92,11 @@ class LabelStage:
             torch.set_num_threads(threads)
         self.labeler = load_labeler(spec, device)
         self.spec, self.size, self.max_pixels = spec, size, max_pixels
-        self.clock, self.pool = BatchClock(timings), ThreadPoolExecutor(1)
+        self.clock = BatchClock(timings)
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        out = pa.concat_tables([self.label(*part) for part in
-                                decoded_chunks(table, self.size, self.max_pixels, self.pool)])
-        self.clock.tick(table.num_rows)
-        return out
-
-    def label(self, pixels: np.ndarray, ok: np.ndarray, cols: dict[str, pa.Array]) -> pa.Table:
-        n = len(ok)
+        pixels, ok, cols = decode_table(table, self.size, self.max_pixels)
+        n = table.num_rows
         probs = self.labeler.predict_proba(pixels[ok]) if ok.any() else {}
         for head in self.labeler.heads:
             if head.name in cols and head.name + TRUE_SUFFIX not in cols:
@@ -133,7 +109,9 @@ class LabelStage:
             cols[head.name + "_prob"] = pa.ListArray.from_arrays(
                 pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32)), pa.array(p.ravel()), mask=pa.array(~ok))
         cols["labeler"] = pa.array([self.spec] * n, type=pa.string())
-        return pa.table(cols)
+        out = pa.table(cols)
+        self.clock.tick(n)
+        return out
 
 
 GENERATED = "generated"  # generated samples: in the domain of the generator's training data, not checked here

@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -218,24 +217,18 @@ class WeightActor:
             torch.set_num_threads(threads)
         self.model = ratio_model(state)
         self.calib, self.clip_max, self.size, self.clock = calib, clip_max, size, BatchClock(timings)
-        self.pool = ThreadPoolExecutor(1)
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        from fairray.data.pipeline import decoded_chunks
-
-        out = pa.concat_tables([self.weigh(*part) for part in decoded_chunks(table, self.size, 50_000_000,
-                                                                              self.pool)])
-        self.clock.tick(table.num_rows)
-        return out
-
-    def weigh(self, pixels: np.ndarray, ok: np.ndarray, cols: dict[str, pa.Array]) -> pa.Table:
+        from fairray.data.pipeline import decode_table
         from fairray.debias.density_ratio import density_ratio
 
+        pixels, ok, cols = decode_table(table, self.size, 50_000_000)
         p = ratio_probs(self.model, self.calib, pixels)
         w = np.minimum(density_ratio(p), self.clip_max)
-        is_ref = np.asarray(cols["subset"].to_pylist()) == "reference"
+        is_ref = np.asarray(table.column("subset").to_pylist()) == "reference"
         cols["ratio_prob"] = pa.array(np.where(ok, p, np.nan).astype(np.float32))
         cols["weight"] = pa.array(np.where(is_ref, 1.0, np.where(ok, w, 0.0)))
+        self.clock.tick(table.num_rows)
         return pa.table(cols)
 
 
