@@ -76,13 +76,12 @@ def ratio_model() -> tuple[dict, dict]:
     """A density-ratio classifier as `fairray debias ratio` builds it (ReweightConfig's size), random weights, and
     an identity calibration: its throughput does not depend on what it learnt."""
     from fairray.config import ReweightConfig
-    from fairray.debias.reweight import HEAD
+    from fairray.debias.reweight import cnn_state
     from fairray.models.classifiers import AttributeClassifier, ClassifierConfig
 
     cfg = ReweightConfig(dataset="-")
-    config = {"heads": {HEAD: 2}, "resolution": 32, "width": cfg.width, "blocks": tuple(cfg.blocks)}
-    model = AttributeClassifier(ClassifierConfig(**config)).eval()
-    state = {"kind": "cnn", "resolution": 32, "config": config, "state_dict": model.state_dict()}
+    state = cnn_state(cfg, {})
+    state["state_dict"] = AttributeClassifier(ClassifierConfig(**state["config"])).state_dict()
     return state, {"method": "temperature", "temperature": 1.0}
 
 

@@ -112,12 +112,13 @@ def encode(labeler: Labeler, pixels: np.ndarray, batch: int = 1000) -> np.ndarra
     return np.concatenate([labeler.features(pixels[i:i + batch]) for i in range(0, len(pixels), batch)])
 
 
-def train_classifier(cfg: ReweightConfig, dataset: Path) -> tuple[dict, dict]:
-    """The ratio classifier's state (see `ratio_model`) and its training report."""
+def train_classifier(cfg: ReweightConfig, dataset: Path) -> tuple[dict, dict, np.ndarray]:
+    """The ratio classifier's state (see `ratio_model`), its training report, and its logits on the biased train
+    rows (what the clip quantile is taken over: returned so they are not loaded and encoded a second time)."""
     return train_encoder(cfg, dataset) if cfg.encoder else train_cnn(cfg, dataset)
 
 
-def train_encoder(cfg: ReweightConfig, dataset: Path) -> tuple[dict, dict]:
+def train_encoder(cfg: ReweightConfig, dataset: Path) -> tuple[dict, dict, np.ndarray]:
     """Class-balanced logistic regression (gamma = 1, as fairgen's 100 + 100 batches) on standardised features."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
@@ -132,12 +133,21 @@ def train_encoder(cfg: ReweightConfig, dataset: Path) -> tuple[dict, dict]:
     scaler = StandardScaler().fit(feats)
     lr = LogisticRegression(class_weight="balanced", max_iter=2000).fit(scaler.transform(feats), y.numpy())
     coef = lr.coef_[0] / scaler.scale_
+    intercept = float(lr.intercept_[0] - coef @ scaler.mean_)
     state = {"kind": "encoder", "encoder": absolute_spec(cfg.encoder), "resolution": size, "coef": coef.tolist(),
-             "intercept": float(lr.intercept_[0] - coef @ scaler.mean_)}
-    return state, {"ratio_clf_features": float(feats.shape[1]), "ratio_clf_seconds": time.perf_counter() - t0}
+             "intercept": intercept}
+    z = feats[y.numpy() == 0] @ coef + intercept
+    return state, {"ratio_clf_features": float(feats.shape[1]), "ratio_clf_seconds": time.perf_counter() - t0
+                   }, np.stack([np.zeros_like(z), z], 1)
 
 
-def train_cnn(cfg: ReweightConfig, dataset: Path) -> tuple[dict, dict]:
+def cnn_state(cfg: ReweightConfig, state_dict: dict) -> dict:
+    """The CNN ratio classifier's state as `ratio_model` and the weight pass read it."""
+    config = {"heads": {HEAD: 2}, "resolution": cfg.resolution, "width": cfg.width, "blocks": tuple(cfg.blocks)}
+    return {"kind": "cnn", "resolution": cfg.resolution, "config": config, "state_dict": state_dict}
+
+
+def train_cnn(cfg: ReweightConfig, dataset: Path) -> tuple[dict, dict, np.ndarray]:
     """Class-balanced training of fairgen's CNN with early stopping on balanced val NLL."""
     torch.manual_seed(cfg.seed)
     x, y = _xy(dataset, "train", cfg.resolution)
@@ -163,10 +173,11 @@ def train_cnn(cfg: ReweightConfig, dataset: Path) -> tuple[dict, dict]:
         nll = float(F.cross_entropy(torch.from_numpy(_logits(model, xv)), torch.from_numpy(yv)))
         if nll < best_nll:
             best, best_nll, best_epoch = copy.deepcopy(model.state_dict()), nll, epoch
-    config = {"heads": {HEAD: 2}, "resolution": cfg.resolution, "width": cfg.width, "blocks": tuple(cfg.blocks)}
-    state = {"kind": "cnn", "resolution": cfg.resolution, "config": config, "state_dict": best}
+    model.load_state_dict(best)
+    state = cnn_state(cfg, best)
     return state, {"ratio_clf_epochs_run": cfg.epochs, "ratio_clf_best_epoch": best_epoch,
-                   "ratio_clf_val_nll": best_nll, "ratio_clf_seconds": time.perf_counter() - t0}
+                   "ratio_clf_val_nll": best_nll, "ratio_clf_seconds": time.perf_counter() - t0
+                   }, _logits(model, x[y == 0])
 
 
 def calibrate(cfg: ReweightConfig, model: RatioModel, dataset: Path, out: Path) -> tuple[dict, dict]:
@@ -234,9 +245,13 @@ class WeightActor:
 
 def ratio_probs(model: RatioModel, calib: dict, pixels: np.ndarray) -> np.ndarray:
     """Calibrated P(reference | x) for uint8 NHWC pixels."""
+    return calibrated_ratio(model.logits(pixels), calib)
+
+
+def calibrated_ratio(logits: np.ndarray, calib: dict) -> np.ndarray:
+    """Calibrated P(reference | x) from the ratio classifier's (N, 2) logits."""
     from fairray.metrics.calibration import calibrated_probs
 
-    logits = model.logits(pixels)
     if calib["method"] == "isotonic":
         return np.clip(calib["isotonic"].predict(calibrated_probs(logits)[:, 1]), 0, 1)
     return calibrated_probs(logits, calib["temperature"])[:, 1]
@@ -250,15 +265,14 @@ def run(cfg: ReweightConfig, out: Path, ctx: RunContext | None = None) -> dict:
     if (out / DATA_DIR).exists():
         raise FairrayError(f"{out / DATA_DIR} exists; choose a new --out")
     out.mkdir(parents=True, exist_ok=True)
-    state, report = train_classifier(cfg, dataset)
+    state, report, biased_logits = train_classifier(cfg, dataset)
     model = ratio_model(state)
     calib, cal_report = calibrate(cfg, model, dataset, out)
     report |= cal_report
     # clip at the q-quantile of the biased-train ratios (fairgen's tails are what blow the GAN up)
-    x_b, y_b = _xy(dataset, "train", model.resolution)
     from fairray.debias.density_ratio import density_ratio
 
-    w_train = density_ratio(ratio_probs(model, calib, x_b[y_b == 0].numpy()))
+    w_train = density_ratio(calibrated_ratio(biased_logits, calib))
     clip_max = float(np.quantile(w_train, cfg.clip_quantile))
     weight_pass(dataset, out, state, calib, clip_max, cfg.ray.address, progress=ctx.progress)
     df = read_table(out, columns=["subset", "split", "weight", *cfg.report_attributes])
