@@ -41,6 +41,7 @@ def effects(m: dict) -> dict:
          "accuracy_before": base.get("acc"), "accuracy_after": lat.get("acc"),
          "unweighted_precision": pick(u, "precision"), "reweighted_precision": pick(w, "precision"),
          "unweighted_coverage": pick(u, "coverage"), "reweighted_coverage": pick(w, "coverage"),
+         "reweighted_coverage_target": pick(w, "coverage_target"),
          "valid_unweighted": pick(u, "valid"), "valid_reweighted": pick(w, "valid"), "valid_student": pick(d, "valid")}
     e["goals"] = {
         "unweighted_keeps_bias": e["unweighted_female"] is not None and e["unweighted_female"] <= 0.25,

@@ -3,15 +3,18 @@
 For each setting (bias preset x reference fraction perc) and seed: render the set, fit the calibrated and
 clipped density-ratio classifier, train an unweighted GAN and reweighted GANs (fairgen's loss weighting and the
 sampling variant) for the same kimg, label `eval_n` samples of each with fairray's attribute classifier and
-report the fairness discrepancy over the bias attributes (joint cells for `multi`) and `fd_attrclf` against the
-balanced reference set. The labeler is checked on real data: its share on the biased train set vs the exact
+report the fairness discrepancy over the bias attributes (joint cells for `multi`), `fd_attrclf` against the
+balanced reference set and validity (precision/coverage against held-out rows of the GAN's data, beside their
+real-vs-real values; `metrics.validity`). The labeler is checked on real data: its share on the biased train set vs the exact
 share, and its held-out accuracy. At perc 0.1 an ablation runs fairgen's raw ratios (no calibration, no
 clipping) to show what calibration and clipping prevent.
 
     python experiments/fairgen_effect.py --out runs/fairgen-effect          # ~35 min on 2 CPU cores
     python experiments/fairgen_effect.py --settings 90_10@0.25 --seeds 0   # one setting
 
-Writes experiments/results/fairgen_effect.json (after every run, so partial results survive) and a figure.
+Writes experiments/results/fairgen_effect.json (after every run, so partial results survive) and a figure. A run
+already in the results file is not retrained; one measured before validity was recorded is scored again from its
+checkpoint (same samples: the latent seed is fixed).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from results_io import write_json
 from fairray.config import GanConfig, ReweightConfig, SynthConfig, experiment_attrclf
 from fairray.data import synth_dataset
 from fairray.data.loading import load_split
-from fairray.data.reference import reference_images
+from fairray.data.reference import heldout_images, reference_images
 from fairray.data.table import read_manifest
 from fairray.debias import reweight
 from fairray.labelers.attrclf import AttrClfLabeler
@@ -42,6 +45,7 @@ from fairray.train import attrclf, gan
 RESULTS = Path(__file__).parent / "results"
 MODES = ("none", "weight", "sample")
 RATIO_EPOCHS = 4  # density-ratio classifier epochs (the results were measured with 4)
+VALIDITY = ("precision", "precision_real", "coverage", "coverage_real", "valid")
 
 
 def joint_shares(labels: dict[str, np.ndarray], attrs: list[str], sizes: dict[str, int]) -> np.ndarray:
@@ -99,7 +103,6 @@ def main() -> None:
                     "attrclf_heldout": {k: v for k, v in clf_metrics.items() if k.startswith("acc_")}, "runs": []}
     if args.results.is_file():  # resume / extend: runs already measured with the same kimg are kept, not redone
         report["runs"] = [r for r in json.loads(args.results.read_text())["runs"] if r["kimg"] == args.kimg]
-    done = {(r["setting"], r["perc"], r["seed"], r["ratio"], r["mode"]) for r in report["runs"]}
     tag = count_tag(args.eval_n)
     ablate = set(parse_settings(args.ablate_raw)) if args.ablate_raw else set()
     for (preset, perc), seed in product(parse_settings(args.settings), [int(s) for s in args.seeds.split(",")]):
@@ -109,6 +112,7 @@ def main() -> None:
             synth_dataset.build(SynthConfig(n=args.n, bias=preset, perc=perc, seed=seed), data, progress=False)
         attrs = read_manifest(data)["bias_attributes"]
         ref = reference_images(data, 32, args.eval_n)
+        heldout = heldout_images(data, 32, args.eval_n)
         # The labeler on real data: attrclf's share on the biased train rows vs the exact share.
         real, df = load_split(data, "train", attrs, subset="biased")
         exact = joint_shares({a: df[a].to_numpy() for a in attrs}, attrs,
@@ -127,18 +131,19 @@ def main() -> None:
             for mode in MODES if vname in ("calibrated", "features") else ("weight",):
                 if mode not in args.modes.split(",") or (mode == "none" and vname != variants[0][0]):
                     continue  # one unweighted GAN per seed, whatever the ratio variants
-                if mode == "none" and (preset, perc, seed, "calibrated", mode) in done:
-                    continue
-                name = f"{key}-{vname}-{mode}"
-                if (preset, perc, seed, vname, mode) in done:
+                run_key = (preset, perc, seed, "calibrated" if mode == "none" else vname, mode)
+                name = f"{key}-{run_key[3]}-{mode}"
+                old = next((r for r in report["runs"] if run_key == (r["setting"], r["perc"], r["seed"], r["ratio"],
+                                                                      r["mode"])), None)
+                if old is not None and f"valid_{tag}" in old:
                     continue
                 cfg = GanConfig(tick_kimg=8, snapshot_ticks=4).model_copy(update={"dataset": str(wdir), "name": name, "reweight": mode, "seed": seed,
                                                   "kimg": args.kimg, "eval_attributes": ["gender"]})
                 t_run = time.perf_counter()
-                ckpt = gan.fit(cfg, wdir, out / "gans")
+                ckpt = gan.fit(cfg, wdir, out / "gans")  # a finished run is found, not retrained
                 G, _ = load_generator(ckpt)
                 images, _ = sample(G, args.eval_n, cfg.z_dim, seed=7)
-                m = evaluate_samples(images, labeler, ["gender"], reference=ref)
+                m = evaluate_samples(images, labeler, ["gender"], reference=ref, heldout=heldout)
                 p = measured(images, labeler, attrs)
                 row = {"setting": preset, "perc": perc, "seed": seed, "ratio": vname, "mode": mode,
                        "bias_attributes": attrs, "kimg": args.kimg,
@@ -148,8 +153,12 @@ def main() -> None:
                        "data_shares_exact": exact.round(4).tolist(), "data_shares_attrclf": labeled.round(4).tolist(),
                        "ratio_clip_max": rw_report.get("clip_max"),
                        "weighted_share": rw_report["weights"].get(f"weighted_share_{attrs[-1]}"),
+                       **{f"{k}_{tag}": m[f"{k}_{tag}"] for k in VALIDITY},
                        "seconds": time.perf_counter() - t_run}
-                report["runs"].append(row)
+                if old is not None:  # rescored: keep the training time it was measured with
+                    old.update({k: v for k, v in row.items() if k != "seconds"})
+                else:
+                    report["runs"].append(row)
                 print(f"{name}: discrepancy {row[f'fairness_discrepancy_joint_{tag}']:.3f} shares {row['shares_joint']} "
                       f"fd_attrclf {row[f'fd_attrclf_{tag}']:.2f}", flush=True)
                 report["summary"] = summarise(report["runs"], tag)
@@ -160,8 +169,8 @@ def main() -> None:
 
 
 def summarise(runs: list[dict], tag: str) -> list[dict]:
-    """Per setting and reweighting variant: mean over seeds of the cut in discrepancy vs the unweighted GAN and
-    the relative change of fd_attrclf."""
+    """Per setting and reweighting variant: mean over seeds of the cut in discrepancy vs the unweighted GAN, the
+    relative change of fd_attrclf, and (rows that have it) validity and precision of both GANs."""
     fdk, qk = f"fairness_discrepancy_joint_{tag}", f"fd_attrclf_{tag}"
     rows = []
     for (setting, perc) in dict.fromkeys((r["setting"], r["perc"]) for r in runs):
@@ -178,7 +187,16 @@ def summarise(runs: list[dict], tag: str) -> list[dict]:
                          f"unweighted_{fdk}": float(np.mean([b[fdk] for b, _ in pairs])),
                          f"reweighted_{fdk}": float(np.mean([r[fdk] for _, r in pairs])),
                          "discrepancy_cut_mean": float(np.mean(cut)), "discrepancy_cut_sd": float(np.std(cut)),
-                         "fd_attrclf_change_mean": float(np.mean(dq)), "fd_attrclf_change_sd": float(np.std(dq))})
+                         "fd_attrclf_change_mean": float(np.mean(dq)), "fd_attrclf_change_sd": float(np.std(dq)),
+                         "cut_ge_50pct": int(sum(c >= 0.5 for c in cut))})
+            pk, vk = f"precision_{tag}", f"valid_{tag}"
+            if all(pk in b and pk in r for b, r in pairs):
+                rows[-1] |= {"unweighted_valid": int(sum(b[vk] for b, _ in pairs)),
+                             "reweighted_valid": int(sum(r[vk] for _, r in pairs)),
+                             f"unweighted_{pk}": float(np.mean([b[pk] for b, _ in pairs])),
+                             f"reweighted_{pk}": float(np.mean([r[pk] for _, r in pairs])),
+                             f"precision_real_{tag}": float(np.mean([b[f"precision_real_{tag}"] for b, _ in pairs])),
+                             "precision_within_20pct_of_unweighted": int(sum(r[pk] >= 0.8 * b[pk] for b, r in pairs))}
     return rows
 
 

@@ -206,9 +206,9 @@ def stage_reweight(c: Ctx) -> None:
            else "fairgen's CNN trained on the pixels")
     text = (f"fairgen's density-ratio classifier (reference vs biased; {how}) reaches balanced accuracy "
             f"{r['ratio_clf_balanced_acc_val']:.1%}; "
-            + (f"its held-out ECE is {r['ratio_clf_ece_val_raw']:.3f} (a logistic regression is calibrated by its "
-               f"loss: no temperature)" if c.cfg.ratio_encoder else
-               f"temperature scaling moves its ECE from {r['ratio_clf_ece_val_raw']:.3f} to "
+            + (f"its held-out ECE is {r['ratio_clf_ece_val_raw']:.3f} (no calibration map)"
+               if r["calibration"] == "none" else
+               f"{r['calibration']} calibration moves its held-out ECE from {r['ratio_clf_ece_val_raw']:.3f} to "
                f"{r['ratio_clf_ece_val']:.3f}")
             + f". With w = D/(1-D), clipped at "
             f"{r['clip_max']:.1f}, the female share D sees "
@@ -281,7 +281,8 @@ def stage_gan(c: Ctx) -> None:
         png = fig_png(grid_figure(images, c.cfg.grid_size, f"alpha={alpha:g} (same latents)"),
                       c.out / f"grid_{name}.png")
         grids.append((f"alpha = {alpha:g}" + (" (unweighted)" if alpha == 0 else ""), png))
-        shown = (f_name, q_name, share_key, f"precision_{tag}", f"coverage_{tag}", f"valid_{tag}")
+        shown = (f_name, q_name, share_key, f"precision_{tag}", f"coverage_{tag}", f"coverage_target_{tag}",
+                 f"valid_{tag}")
         rows[name] = {"alpha": alpha, **{k: metrics[k] for k in shown if k in metrics}}
         c.result.metrics[name] = metrics
         c.paths[name] = ckpt

@@ -111,7 +111,8 @@ def concept_row(m: dict) -> dict[str, str]:
     validity = ""
     if valid is not None:
         tag = valid[len("valid_"):]
-        detail = ", ".join(f"{k} {m[f'{k}_{tag}']:.2f}" for k in ("precision", "coverage") if f"{k}_{tag}" in m)
+        detail = ", ".join(f"{k} {m[f'{k}_{tag}']:.2f}" for k in ("precision", "coverage", "coverage_target")
+                           if f"{k}_{tag}" in m)
         validity = (f"valid ({detail})" if m[valid] == 1 else f"NOT valid ({detail}): fairness not meaningful")
     return {"fairness": _cell(m, fair), "female share": _cell(m, share, label=False), "quality": _cell(m, quality),
             "validity": validity}

@@ -55,6 +55,63 @@ def test_prdc_shifted_or_collapsed_is_invalid():
     assert one["precision_1k"] > 0.9 and one["coverage_1k"] < 0.05 and not is_valid(one, "1k")
 
 
+def test_target_coverage_judges_a_reweighted_generator_against_its_target():
+    """A generator asked to turn 80/20 data into 20/80 covers less of the majority's rows it now draws less of:
+    plain coverage of the data punishes the shift, coverage with each real row weighted by target/data does not."""
+    d = 16
+
+    def mix(n: int, minority: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        g = np.random.default_rng(seed)
+        is_min = g.random(n) < minority
+        return g.normal(0, 1, (n, d)) + 6.0 * is_min[:, None], is_min
+
+    (a, a_min), (b, _) = mix(1000, 0.2, 0), mix(1000, 0.2, 1)
+    fair, _ = mix(1000, 0.8, 2)
+    w = np.where(a_min, 0.8 / 0.2, 0.2 / 0.8)  # p_target / p_data per real_a row
+    m = prdc_metrics(a, b, fair, weights_a=w)
+    assert m["coverage_target_1k"] > m["coverage_1k"] + 0.1  # measured 0.93 vs 0.74
+    assert m["coverage_target_real_1k"] == pytest.approx(m["coverage_real_1k"], abs=0.05)
+    # weights of 1 are prdc's own coverage, exactly
+    ones = prdc_metrics(a, b, fair, weights_a=np.ones(len(a)))
+    assert ones["coverage_target_1k"] == ones["coverage_1k"] and ones["coverage_target_real_1k"] == ones[
+        "coverage_real_1k"]
+    # the rule reads the target coverage when there is one
+    judged = {"precision_1k": 1.0, "precision_real_1k": 1.0, "coverage_1k": 0.4, "coverage_real_1k": 1.0}
+    assert not is_valid(judged, "1k")
+    assert is_valid(judged | {"coverage_target_1k": 0.6, "coverage_target_real_1k": 1.0}, "1k")
+    assert not is_valid(judged | {"coverage_1k": 0.9, "coverage_target_1k": 0.3, "coverage_target_real_1k": 1.0},
+                        "1k")
+    for bad in (np.ones(3), -w, np.full(len(a), np.nan)):
+        with pytest.raises(ValueError, match="weights_a"):
+            prdc_metrics(a, b, fair, weights_a=bad)
+
+
+def test_heldout_rows_carry_w_to_the_alpha(synth_90_10, tmp_path):
+    """heldout_rows: the held-out images and, on a dataset with a weight column and alpha > 0, each row's w^alpha
+    in the same order; no weights for alpha 0."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from fairray.data.loading import load_split
+    from fairray.data.reference import heldout_images, heldout_rows
+    from fairray.data.table import read_table, shard_paths
+
+    df = read_table(synth_90_10)
+    df["weight"] = np.where(df.gender == 1, 3.0, 0.5)
+    (tmp_path / "w").mkdir()
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp_path / "w" / "part-0.parquet")
+    (tmp_path / "w" / "dataset.json").write_text((synth_90_10 / "dataset.json").read_text())
+    images, weights = heldout_rows(tmp_path / "w", 32, 10_000, alpha=2.0)
+    gender = np.concatenate([load_split(synth_90_10, s, ["gender"])[1].gender.to_numpy() for s in ("val", "test")])
+    assert len(images) == len(weights) == len(gender) > 0
+    assert np.array_equal(weights, np.where(gender == 1, 9.0, 0.25))
+    assert np.array_equal(images, heldout_images(synth_90_10, 32, 10_000))
+    assert heldout_rows(tmp_path / "w", 32, 10_000, alpha=0.0)[1] is None
+    # a SynthFaces table carries w = 1 (no density ratio yet): the target is its data
+    assert (heldout_rows(synth_90_10, 32, 10_000, alpha=1.0)[1] == 1.0).all()
+    assert len(shard_paths(tmp_path / "w")) == 1
+
+
 def test_sizes_are_equalised_and_halves_deterministic():
     a, b = split_halves(11)
     assert len(a) == len(b) == 5 and not set(a) & set(b) and (split_halves(11)[0] == a).all()

@@ -205,6 +205,7 @@ def calibrate(cfg: ReweightConfig, model: RatioModel, dataset: Path, out: Path) 
     else:
         probs = raw
     report = {
+        "calibration": cfg.calibration,
         "ratio_clf_balanced_acc_val": float(np.mean([(raw[rep_i].argmax(1) == labels[rep_i])[labels[rep_i] == c].mean()
                                                      for c in (0, 1)])),
         "ratio_clf_ece_val_raw": ece(raw[rep_i, 1], labels[rep_i]),

@@ -46,15 +46,17 @@ def fairness_metrics(labels: np.ndarray, head: Head, repeats: int = 1) -> dict[s
 
 
 def evaluate_samples(images: np.ndarray, labeler: Labeler, heads: list[str], reference: np.ndarray | None = None,
-                     repeats: int = 1, batch: int = 500, nearest_k: int = 5, heldout: np.ndarray | None = None
-                     ) -> dict[str, float]:
+                     repeats: int = 1, batch: int = 500, nearest_k: int = 5, heldout: np.ndarray | None = None,
+                     heldout_weights: np.ndarray | None = None) -> dict[str, float]:
     """Label samples and compute fairness per head. When the labeler exposes features: fd_attrclf against the
     `reference` images (the fairness target, e.g. balanced reference rows) and validity against `heldout` real
     rows of the data the generator was trained on (default: the reference): precision/recall/density/coverage of
     the samples vs heldout half A beside the same of half B vs A, and `valid_<n>` (see fairray.metrics.validity).
     A generator that keeps its data's bias is valid against its own data: judged against a balanced set, its
     coverage would fall for the bias alone. Validity is left out when there are too few rows for k-NN radii
-    (fewer than 2 x (nearest_k + 2))."""
+    (fewer than 2 x (nearest_k + 2)). `heldout_weights` (one per heldout row; `data.reference.heldout_rows`) is
+    the generator's target relative to its data (w^alpha for a fairgen GAN): coverage is then also measured
+    against that target and the rule judges it."""
     from fairray.metrics.quality import feature_stats, frechet_distance
     from fairray.metrics.validity import min_rows, prdc_metrics, split_halves, validity_metric
 
@@ -81,6 +83,7 @@ def evaluate_samples(images: np.ndarray, labeler: Labeler, heads: list[str], ref
         f_real = f_ref if manifold is reference else feats(manifold)  # features once per image set
         if len(f_real) // 2 >= min_rows(nearest_k) and len(f_fake) >= min_rows(nearest_k):
             a, b = split_halves(len(f_real))
-            v = prdc_metrics(f_real[a], f_real[b], f_fake, nearest_k)
+            w = None if heldout_weights is None or heldout is None else np.asarray(heldout_weights)[a]
+            v = prdc_metrics(f_real[a], f_real[b], f_fake, nearest_k, weights_a=w)
             metrics |= v | validity_metric(v, tag)
     return metrics

@@ -36,6 +36,11 @@ def importance(weights: np.ndarray, alpha: float) -> np.ndarray:
     return np.power(np.clip(weights, 0, None), alpha)
 
 
+def target_alpha(cfg: GanConfig) -> float:
+    """The power on w of the distribution this GAN is trained towards (p_data x w^alpha; 0: its data)."""
+    return cfg.alpha if cfg.reweight != "none" else 0.0
+
+
 class GanLoss:
     """DCGAN's non-saturating logistic (bce) or the hinge loss, optionally with lazy R1 and DiffAugment. Phases:
     Dmain (real vs fake, real terms weighted by the importance weights), Dreg (R1 = gamma/2 |grad D(real)|^2,
@@ -191,7 +196,7 @@ def fit(cfg: GanConfig, dataset: Path, out: Path, tracking: dict | None = None) 
 def run(cfg: GanConfig, out: Path, ctx: RunContext | None = None) -> dict:
     """Driver: MLflow run (reused on re-run) -> Ray Train fit (resumes) -> samples, grid and, with
     cfg.eval_labeler, fairness and quality of cfg.eval_n samples."""
-    from fairray.data.reference import heldout_images, reference_images
+    from fairray.data.reference import heldout_rows, reference_images
     from fairray.labelers.registry import load_labeler
     from fairray.metrics.generated import evaluate_samples
     from fairray.models.generator_io import history, load_generator, sample
@@ -217,9 +222,9 @@ def run(cfg: GanConfig, out: Path, ctx: RunContext | None = None) -> dict:
         metrics = {"kimg": past[-1]["kimg"] if past else 0.0, "bad_rows": past[-1].get("bad_rows", 0) if past else 0}
         if cfg.eval_labeler:
             ref = reference_images(Path(cfg.dataset), cfg.resolution, cfg.eval_n)
-            held = heldout_images(Path(cfg.dataset), cfg.resolution, cfg.eval_n)
+            held, held_w = heldout_rows(Path(cfg.dataset), cfg.resolution, cfg.eval_n, target_alpha(cfg))
             metrics |= evaluate_samples(images, load_labeler(cfg.eval_labeler), cfg.eval_attributes, reference=ref,
-                                        heldout=held)
+                                        heldout=held, heldout_weights=held_w)
         mlrun.log_metrics(metrics)
         (out / f"{cfg.name}_metrics.json").write_text(json.dumps(metrics | {"checkpoint": str(ckpt)}, indent=2))
     return metrics | {"checkpoint": str(ckpt)}

@@ -320,7 +320,7 @@ def reproduce_command(ctx: dict, params: dict) -> str:
 
 def _run_gan(trainable, cfg, data, ctx, trial_dir, state, stage_ctx: RunContext, emit) -> None:
     """Stage k trains to kimg * k / stages (one Ray Train run, resumed stage to stage), then evaluates."""
-    from fairray.data.reference import heldout_images, reference_images
+    from fairray.data.reference import heldout_rows, reference_images
     from fairray.data.table import read_table
     from fairray.labelers.registry import load_labeler
     from fairray.metrics.generated import count_tag, evaluate_samples
@@ -332,7 +332,7 @@ def _run_gan(trainable, cfg, data, ctx, trial_dir, state, stage_ctx: RunContext,
     cfg = cfg.model_copy(update={"dataset": str(dataset), "name": "gan"})
     labeler = load_labeler(ctx["labeler"])
     ref = reference_images(dataset, cfg.resolution, ctx["eval_n"])
-    held = heldout_images(dataset, cfg.resolution, ctx["eval_n"])
+    held, held_w = heldout_rows(dataset, cfg.resolution, ctx["eval_n"], gan.target_alpha(cfg))
     train = read_table(dataset, columns=["split", "subset", *cfg.eval_attributes])
     train = train[(train.split == "train") & (train.subset != "reference")]
     child = stage_ctx.parent
@@ -344,7 +344,8 @@ def _run_gan(trainable, cfg, data, ctx, trial_dir, state, stage_ctx: RunContext,
         ckpt = gan.fit(stage, dataset, trial_dir, child.worker_spec(ctx["out"]))
         G, _ = load_generator(ckpt)
         images, _ = sample(G, ctx["eval_n"], cfg.z_dim, seed=EVAL_SEED)
-        m = evaluate_samples(images, labeler, cfg.eval_attributes, reference=ref, heldout=held)
+        m = evaluate_samples(images, labeler, cfg.eval_attributes, reference=ref, heldout=held,
+                             heldout_weights=held_w)
         m["kimg"] = stage.kimg
         tables = {}
         for a in cfg.eval_attributes:
