@@ -31,7 +31,7 @@ from results_io import write_json
 from fairray.config import GanConfig, ReweightConfig, SynthConfig, experiment_attrclf
 from fairray.data import synth_dataset
 from fairray.data.loading import load_split
-from fairray.data.reference import heldout_images, reference_images
+from fairray.data.reference import heldout_rows, reference_images
 from fairray.data.table import read_manifest
 from fairray.debias import reweight
 from fairray.labelers.attrclf import AttrClfLabeler
@@ -45,7 +45,8 @@ from fairray.train import attrclf, gan
 RESULTS = Path(__file__).parent / "results"
 MODES = ("none", "weight", "sample")
 RATIO_EPOCHS = 4  # density-ratio classifier epochs (the results were measured with 4)
-VALIDITY = ("precision", "precision_real", "coverage", "coverage_real", "valid")
+VALIDITY = ("precision", "precision_real", "coverage", "coverage_real", "coverage_target", "coverage_target_real",
+            "valid")
 
 
 def joint_shares(labels: dict[str, np.ndarray], attrs: list[str], sizes: dict[str, int]) -> np.ndarray:
@@ -112,7 +113,6 @@ def main() -> None:
             synth_dataset.build(SynthConfig(n=args.n, bias=preset, perc=perc, seed=seed), data, progress=False)
         attrs = read_manifest(data)["bias_attributes"]
         ref = reference_images(data, 32, args.eval_n)
-        heldout = heldout_images(data, 32, args.eval_n)
         # The labeler on real data: attrclf's share on the biased train rows vs the exact share.
         real, df = load_split(data, "train", attrs, subset="biased")
         exact = joint_shares({a: df[a].to_numpy() for a in attrs}, attrs,
@@ -143,7 +143,10 @@ def main() -> None:
                 ckpt = gan.fit(cfg, wdir, out / "gans")  # a finished run is found, not retrained
                 G, _ = load_generator(ckpt)
                 images, _ = sample(G, args.eval_n, cfg.z_dim, seed=7)
-                m = evaluate_samples(images, labeler, ["gender"], reference=ref, heldout=heldout)
+                # validity against the GAN's target: held-out rows, weighted by w^alpha for a reweighted GAN
+                heldout, held_w = heldout_rows(wdir, 32, args.eval_n, gan.target_alpha(cfg))
+                m = evaluate_samples(images, labeler, ["gender"], reference=ref, heldout=heldout,
+                                     heldout_weights=held_w)
                 p = measured(images, labeler, attrs)
                 row = {"setting": preset, "perc": perc, "seed": seed, "ratio": vname, "mode": mode,
                        "bias_attributes": attrs, "kimg": args.kimg,
@@ -153,7 +156,7 @@ def main() -> None:
                        "data_shares_exact": exact.round(4).tolist(), "data_shares_attrclf": labeled.round(4).tolist(),
                        "ratio_clip_max": rw_report.get("clip_max"),
                        "weighted_share": rw_report["weights"].get(f"weighted_share_{attrs[-1]}"),
-                       **{f"{k}_{tag}": m[f"{k}_{tag}"] for k in VALIDITY},
+                       **{f"{k}_{tag}": m[f"{k}_{tag}"] for k in VALIDITY if f"{k}_{tag}" in m},
                        "seconds": time.perf_counter() - t_run}
                 if old is not None:  # rescored: keep the training time it was measured with
                     old.update({k: v for k, v in row.items() if k != "seconds"})
