@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from fairray.machine import cpu_description
 from fairray.metrics.names import sampled as pick
 
 RESULTS = Path(__file__).parent / "results" / "demo_validity.json"
@@ -68,6 +69,7 @@ def main() -> None:
         old = json.loads(RESULTS.read_text())
         for row in old["runs"]:
             row.update(effects(json.loads((args.out / f"seed{row['seed']}" / "demo_metrics.json").read_text())["metrics"]))
+        old.setdefault("machine", cpu_description())  # rescoring runs where the runs ran
         old["goals_met"] = {g: sum(row["goals"][g] for row in old["runs"]) for g in old["runs"][0]["goals"]}
         RESULTS.write_text(json.dumps(old, indent=2, default=float))
         return
@@ -80,6 +82,8 @@ def main() -> None:
                            capture_output=True, text=True, env=os.environ | {"RAY_AUTH_MODE": "disabled"})
         wall = time.perf_counter() - t0
         console = (r.stdout + r.stderr).strip().splitlines()
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "console.txt").write_text("\n".join(console) + "\n")  # what the user saw, to read back
         if r.returncode != 0:
             raise SystemExit(f"seed {seed}: demo failed (exit {r.returncode}):\n" + "\n".join(console[-20:]))
         m = json.loads((out / "demo_metrics.json").read_text())["metrics"]
@@ -88,7 +92,8 @@ def main() -> None:
         goals = {g: sum(row["goals"][g] for row in rows) for g in rows[0]["goals"]}
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps({"seeds": [row["seed"] for row in rows], "goals_met": goals, "runs": rows,
-                                       "date": time.strftime("%Y-%m-%d")}, indent=2, default=float))
+                                       "machine": cpu_description(), "date": time.strftime("%Y-%m-%d")},
+                                      indent=2, default=float))
         print(json.dumps(rows[-1], default=float), flush=True)
 
 

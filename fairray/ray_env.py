@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import socket
@@ -11,6 +10,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
+
+from fairray.machine import cpu_has_native_bf16
 
 # Set before Ray is imported anywhere in this process: no usage prompt, quiet output, working loggers.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -113,16 +114,6 @@ def train_run_config(name: str, storage: str, keep: int = 1, max_failures: int =
     return RunConfig(name=name, storage_path=storage, checkpoint_config=CheckpointConfig(num_to_keep=keep),
                      failure_config=FailureConfig(max_failures=max_failures), callbacks=callbacks,
                      logging_config=LoggingConfig(log_level="WARNING"))
-
-
-@functools.cache
-def cpu_has_native_bf16() -> bool:
-    """AVX512-BF16 or AMX: oneDNN runs bf16 convs natively (elsewhere it emulates them, slower than fp32)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def autocast_kwargs(device: torch.device, precision: str = "auto") -> dict:

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from fairray.machine import cpu_description
+
 log = logging.getLogger("fairray.tracking")
 
 # A dead server should cost seconds, not MLflow's default minutes of retries.
@@ -98,7 +100,9 @@ class Tracker:
             handle = RunHandle(self, run_id)
             self._guard(self._client.update_run, run_id, "RUNNING")
         elif self.active:
-            all_tags = {"mlflow.runName": name, **(tags or {})}
+            # the numbers of a seed depend on the CPU's kernels (fairray.machine): compare runs knowing it
+            all_tags = {"mlflow.runName": name, **{f"fairray.{k}": str(v) for k, v in cpu_description().items()},
+                        **(tags or {})}
             if parent is not None and parent.run_id:
                 all_tags[PARENT_TAG] = parent.run_id
             run = self._guard(self._client.create_run, self.experiment_id, tags=all_tags, run_name=name)

@@ -117,7 +117,8 @@ def test_training_config_builds_either_model(model):
 
 
 def test_autocast_precision_resolves_per_device():
-    from fairray.ray_env import autocast_kwargs, cpu_has_native_bf16
+    from fairray.machine import cpu_has_native_bf16
+    from fairray.ray_env import autocast_kwargs
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert autocast_kwargs(cpu, "fp32")["enabled"] is False

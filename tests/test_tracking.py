@@ -43,6 +43,8 @@ def check_store(uri: str, experiment: str, parent_id: str, child_id: str) -> Non
     hist = client.get_metric_history(child_id, "fairness_discrepancy_gender_10k")
     assert [round(m.value, 6) for m in sorted(hist, key=lambda m: m.step)] == [0.3, 0.2, 0.1]
     assert child.info.status == "FINISHED"
+    # a seed's numbers depend on the CPU's kernels: every run says which CPU made it
+    assert child.data.tags["fairray.native_bf16"] in ("True", "False") and child.data.tags["fairray.cpu"]
     assert [a.path for a in client.list_artifacts(child_id, "charts")] == ["charts/curve.png"]
 
 
