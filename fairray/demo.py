@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from fairray.config import BalanceConfig, DemoConfig, LabelConfig, ReweightConfig, dump_config
+from fairray.config import (
+    BalanceConfig,
+    DemoConfig,
+    FairClassifierConfig,
+    LabelConfig,
+    ReweightConfig,
+    dump_config,
+)
 from fairray.data import synth_dataset
 from fairray.data.attributes import attribute_values
 from fairray.data.decode import decode_column
@@ -355,29 +362,38 @@ def stage_distill(c: Ctx) -> None:
         c.add(Section("Fair distillation: teacher -> balanced student", text, images, table), run)
 
 
+def classifier_runs(cfg: DemoConfig, generator: Path, attrclf: Path, out: Path, ctx: RunContext
+                    ) -> tuple[FairClassifierConfig, dict, dict, str]:
+    """The classifier stage's two runs: the baseline and latent debiasing with `generator`'s complementary pairs
+    (also what benchmarks/demo_classifier_variants.py re-runs on a finished demo). Returns the classifier config,
+    both runs' metrics ({} when debiasing could not run) and why it was skipped ("" when it ran)."""
+    from fairray.debias import latent
+    from fairray.train import classifier
+
+    lcfg = cfg.classifier.model_copy(update={"generator": str(generator), "labeler": f"attrclf:{attrclf}"})
+    tracking = cfg.tracking.model_copy(update={"uri": ctx.tracker.uri} if ctx.tracker else {"enabled": False})
+    clf = lcfg.classifier.model_copy(update={"tracking": tracking})
+    clf = clf.model_copy(update={"dataset": str(classifier.dataset_path(clf, out))})
+    base = classifier.run(clf, out, RunContext(tracker=ctx.tracker, parent=ctx.parent, name="classifier-baseline",
+                                               tags={"fairray.method": "baseline"}, progress=ctx.progress))
+    try:
+        deb = latent.run(lcfg.model_copy(update={"classifier": clf}), out,
+                         RunContext(tracker=ctx.tracker, parent=ctx.parent, progress=ctx.progress))
+        return clf, base, deb, ""
+    except FairrayError as e:  # e.g. a generator too young to make both groups: report it, keep the baseline
+        return clf, base, {}, f" Latent debiasing did not run: {e}."
+
+
 def stage_classifier(c: Ctx) -> None:
     """Baseline vs GAN latent debiasing for a downstream Smiling classifier on a Smiling x gender cut set. The
     latents come from the reweighted GAN: both genders are well represented in its latent space, so the protected
     hyperplane is fit on balanced hallucinated labels."""
-    from fairray.debias import latent
     from fairray.metrics.downstream import metric_name
-    from fairray.train import classifier
 
-    cfg = c.cfg.classifier.model_copy(update={"generator": str(c.paths["gan-fair"]),
-                                              "labeler": f"attrclf:{c.paths['attrclf']}"})
-    clf = cfg.classifier.model_copy(update={"tracking": c.cfg.tracking.model_copy(update={"uri": c.tracker.uri})})
-    out = c.out / "classifier"
-    dataset = classifier.dataset_path(clf, out)
-    clf = clf.model_copy(update={"dataset": str(dataset)})
-    base = classifier.run(clf, out, RunContext(tracker=c.tracker, parent=c.parent, name="classifier-baseline",
-                                               tags={"fairray.method": "baseline"}, progress=False))
+    clf, base, deb, skipped = classifier_runs(c.cfg, c.paths["gan-fair"], c.paths["attrclf"], c.out / "classifier",
+                                              RunContext(tracker=c.tracker, parent=c.parent, progress=False))
+    cfg = c.cfg.classifier
     t, g = clf.target, clf.protected
-    try:
-        deb = latent.run(cfg.model_copy(update={"classifier": clf}), out,
-                         RunContext(tracker=c.tracker, parent=c.parent, progress=False))
-        skipped = ""
-    except FairrayError as e:  # e.g. a generator too young to make both groups: report it, keep the baseline
-        deb, skipped = {}, f" Latent debiasing did not run: {e}."
     keys = {label: metric_name(m, t, g) for label, m in (("accuracy", "acc"), ("worst-group accuracy", "worst_group_acc"),
                                                          ("DEO", "deo"), ("DP gap", "dp_gap"), ("EO gap", "eo_gap"))}
     rows = {"baseline": base} | ({"latent debiasing": deb} if deb else {})

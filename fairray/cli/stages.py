@@ -327,7 +327,8 @@ def demo(
     out = out.resolve()
     with quiet_console(out / "logs", (console, out_console), enabled=not VERBOSE["on"]) as log:
         if log is not None:
-            console.print(f"[dim]Ray, Tune and MLflow output: {log} (-v shows it here)[/]", highlight=False)
+            console.print(f"[dim]Ray, Tune and MLflow output: {log} (-v shows it here)[/]", highlight=False,
+                          soft_wrap=True)  # a path broken over two lines cannot be copied
         res = run_demo(cfg, out, say=lambda s: console.print(f"[bold cyan]{s}[/]" if s.startswith("[") else s,
                                                              highlight=False))
     out_console.print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s")
