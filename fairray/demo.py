@@ -371,7 +371,8 @@ def classifier_runs(cfg: DemoConfig, generator: Path, attrclf: Path, out: Path, 
     from fairray.train import classifier
 
     lcfg = cfg.classifier.model_copy(update={"generator": str(generator), "labeler": f"attrclf:{attrclf}"})
-    tracking = cfg.tracking.model_copy(update={"uri": ctx.tracker.uri} if ctx.tracker else {"enabled": False})
+    own = {"uri": ctx.tracker.uri} if ctx.tracker is not None else {"enabled": False}
+    tracking = cfg.tracking.model_copy(update=own)
     clf = lcfg.classifier.model_copy(update={"tracking": tracking})
     clf = clf.model_copy(update={"dataset": str(classifier.dataset_path(clf, out))})
     base = classifier.run(clf, out, RunContext(tracker=ctx.tracker, parent=ctx.parent, name="classifier-baseline",

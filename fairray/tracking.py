@@ -100,7 +100,8 @@ class Tracker:
             handle = RunHandle(self, run_id)
             self._guard(self._client.update_run, run_id, "RUNNING")
         elif self.active:
-            # the numbers of a seed depend on the CPU's kernels (fairray.machine): compare runs knowing it
+            # the numbers of a seed depend on the CPU's kernels (fairray.machine): compare runs knowing it (the
+            # CPU of the process that opens the run; on a cluster the driver's, not necessarily the workers')
             all_tags = {"mlflow.runName": name, **{f"fairray.{k}": str(v) for k, v in cpu_description().items()},
                         **(tags or {})}
             if parent is not None and parent.run_id:
