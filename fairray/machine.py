@@ -20,6 +20,7 @@ def _cpuinfo() -> str:
         return ""
 
 
+@functools.cache  # asked on every training step (Session.autocast)
 def cpu_has_native_bf16() -> bool:
     """AVX512-BF16 or AMX: oneDNN runs bf16 convs natively (elsewhere it emulates them, slower than fp32)."""
     flags = _cpuinfo().split()
@@ -27,7 +28,12 @@ def cpu_has_native_bf16() -> bool:
 
 
 def cpu_description() -> dict:
-    """CPU model, torch's kernel level on it, native bf16, cores."""
+    """CPU model, torch's kernel level on it, native bf16, cores (a fresh dict each call: callers may extend it)."""
+    return dict(_description())
+
+
+@functools.cache  # one machine per process; every MLflow run opened asks
+def _description() -> dict:
     import torch
 
     model = next((line.split(":", 1)[1].strip() for line in _cpuinfo().splitlines()
