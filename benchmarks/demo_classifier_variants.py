@@ -26,9 +26,24 @@ RESULTS = Path(__file__).parent / "results" / "demo_classifier_variants.json"
 SHOWN = ("deo", "acc", "worst_group_acc", "dp_gap")
 
 
+def value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:  # a bare word: a string setting such as classifier.budget=real_passes
+        return text
+
+
 def variant(spec: str) -> tuple[str, dict]:
     name, _, sets = spec.partition(":")
-    return name, {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in sets.split("+") if kv)}
+    return name, {k: value(v) for k, v in (kv.split("=", 1) for kv in sets.split("+") if kv)}
+
+
+def updated(model, sets: dict):
+    """model with dotted keys set (classifier.budget=... reaches the nested classifier config)."""
+    for key, v in sets.items():
+        head, _, rest = key.partition(".")
+        model = model.model_copy(update={head: updated(getattr(model, head), {rest: v}) if rest else v})
+    return model
 
 
 def main() -> None:
@@ -36,8 +51,10 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=Path("runs/demo-validity"), help="demo_validity.py's --out")
     ap.add_argument("--seeds", default="0,1,2,3,4,5")
     ap.add_argument("--variants", default="demo:,weight0.5:synthetic_weight=0.5,weight0.25:synthetic_weight=0.25,"
-                    "pairs500:n_pairs=500", help="comma-separated name:key=value+key=value over DemoConfig.classifier")
+                    "pairs500:n_pairs=500", help="comma-separated name:key=value+key=value over DemoConfig.classifier (dotted keys reach "
+                    "its nested classifier: classifier.budget=real_passes)")
     ap.add_argument("--out", type=Path, default=Path("runs/demo-classifier-variants"))
+    ap.add_argument("--results", type=Path, default=RESULTS, help="JSON written after every run")
     args = ap.parse_args()
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
@@ -46,7 +63,7 @@ def main() -> None:
         generator = Path(json.loads((alpha1 / "metrics.json").read_text())["checkpoint"])
         for name, sets in (variant(v) for v in args.variants.split(",")):
             cfg = DemoConfig(seed=seed).seeded()
-            cfg = cfg.model_copy(update={"classifier": cfg.classifier.model_copy(update=sets)})
+            cfg = cfg.model_copy(update={"classifier": updated(cfg.classifier, sets)})
             out = args.out / f"seed{seed}-{name}"
             shutil.rmtree(out, ignore_errors=True)
             t0 = time.perf_counter()
@@ -64,7 +81,7 @@ def main() -> None:
             summary = {n: {"runs": sum(r["variant"] == n for r in rows),
                            "deo_lower": sum(r["deo_lower"] for r in rows if r["variant"] == n)}
                        for n in dict.fromkeys(r["variant"] for r in rows)}
-            RESULTS.write_text(json.dumps({"runs": rows, "summary": summary, "machine": cpu_description(),
+            args.results.write_text(json.dumps({"runs": rows, "summary": summary, "machine": cpu_description(),
                                            "date": time.strftime("%Y-%m-%d")}, indent=2, default=float))
 
 

@@ -411,7 +411,9 @@ def stage_classifier(c: Ctx) -> None:
                 + (f"the {int(deb.get('pairs_used', 0)):,} of {cfg.n_pairs:,} complementary pairs whose flip attrclf "
                    "confirms" if cfg.verified_only else f"{cfg.n_pairs:,} complementary pairs")
                 + f" from the reweighted GAN (z and z' with "
-                f"{t} kept and {g} flipped, from two linear SVMs in latent space): "
+                f"{t} kept and {g} flipped, from two linear SVMs in latent space)"
+                + (", trained until it has seen each real row as often as the baseline" if clf.budget == "real_passes"
+                   else "") + ": "
                 f"{change('DEO', d0, d1, before_ci=ci(base, keys['DEO']), after_ci=ci(deb, keys['DEO']))}; "
                 f"{change('accuracy', a0, a1, lower_is_better=False, fmt='.1%')}. "
                 f"Flip check by attrclf: {deb.get('pairs_protected_flipped', 0):.0%} "

@@ -41,3 +41,18 @@ def test_ray_and_local_backends_agree_and_rerun_resumes(ray_local, small_cfg, tm
                            name="clf-ray")
     assert not all(torch.equal(other[k], state["model"][k]) for k in other)
     assert load_state(newest_complete(tmp_path / "ray_results" / "clf-ray")).get("resumes", []) == []
+
+
+def test_real_passes_budget_scales_kimg_by_the_augmented_rows(small_cfg, tmp_path):
+    import numpy as np
+
+    from fairray.debias.latent import write_rows
+
+    pairs = write_rows(tmp_path / "pairs", np.zeros((200, 32, 32, 3), np.uint8),
+                       {"Smiling": np.arange(200) % 2, "gender": np.arange(200) // 100}, 1.0, "test-pairs")
+    aug = small_cfg.model_copy(update={"augment_data": [str(pairs)]})
+    assert classifier.with_budget(aug, small_cfg.dataset) == aug  # the default budget counts every image
+    scaled = classifier.with_budget(aug.model_copy(update={"budget": "real_passes"}), small_cfg.dataset)
+    assert scaled.kimg == pytest.approx(small_cfg.kimg * (800 + 200) / 800) and scaled.budget == "images"
+    alone = small_cfg.model_copy(update={"budget": "real_passes"})
+    assert classifier.with_budget(alone, small_cfg.dataset).kimg == small_cfg.kimg  # nothing added: no change

@@ -122,7 +122,11 @@ class FairClassifierConfig(Cfg):
     resolution: Literal[32, 64, 128] = 32
     width: int = Field(16, ge=4)
     blocks: list[int] = Field(default_factory=lambda: [2, 2, 2, 2], min_length=1)
-    kimg: float = Field(40.0, gt=0, description="training length in thousands of images (same for every method)")
+    kimg: float = Field(40.0, gt=0, description="training length in thousands of images (see budget)")
+    budget: Literal["images", "real_passes"] = Field(
+        "images", description="images: every method trains kimg (augmented rows take real rows' steps); "
+                              "real_passes: kimg x (real + augmented rows) / real rows, so each real row is "
+                              "seen as often as in the baseline")
     batch_size: int = Field(128, ge=2)
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(5e-4, ge=0)

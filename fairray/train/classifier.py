@@ -2,7 +2,8 @@
 
 The model is fairray's ResNet-style `AttributeClassifier` with one two-class head for the target. Every method
 (baseline, latent pairs, DiGA edits) trains for the same number of images (`kimg`), so differences come from the
-data, not from the budget. The loss is the weighted mean cross-entropy of the batch, sum(w * ce) / sum(w).
+data, not from the budget; `budget="real_passes"` instead lets an augmented run see each real row as often as the
+baseline does (more steps). The loss is the weighted mean cross-entropy of the batch, sum(w * ce) / sum(w).
 
 Evaluation (driver): the threshold comes from the val rows (calibrated: as many predicted positives as
 positives), the metrics from the test rows of `eval_subset` (the balanced reference split by default), with
@@ -227,13 +228,22 @@ def for_dataset(cfg: FairClassifierConfig, dataset: Path) -> FairClassifierConfi
     return cfg
 
 
+def with_budget(cfg: FairClassifierConfig, dataset: Path) -> FairClassifierConfig:
+    """cfg with kimg in images: budget real_passes scales it by (real + augmented rows) / real rows."""
+    if cfg.budget == "images" or not cfg.augment_data:
+        return cfg
+    real = check_split(dataset, "train", [cfg.target], cfg.train_subset)
+    extra = sum(check_split(Path(a), "train", [cfg.target]) for a in cfg.augment_data)
+    return cfg.model_copy(update={"kimg": cfg.kimg * (real + extra) / real, "budget": "images"})
+
+
 def run(cfg: FairClassifierConfig, out: Path, ctx: RunContext | None = None) -> dict[str, float]:
     """Data -> fit -> metrics on the balanced test split, in an MLflow run named ctx.name (default "classifier")
     with ctx.tags. Returns the metrics."""
     ctx, out = ctx or RunContext(progress=False), Path(out)
     name = ctx.name or "classifier"
     dataset = dataset_path(cfg, out, ctx.progress)
-    cfg = for_dataset(cfg, dataset)
+    cfg = with_budget(for_dataset(cfg, dataset), dataset)
     tracker = ctx.tracker_for(out, cfg)
     with tracker.run(name, parent=ctx.parent, tags={"fairray.command": "train-classifier", **ctx.tags}) as mlrun:
         mlrun.log_params(cfg.model_dump(mode="json") | {"dataset": str(dataset)})
