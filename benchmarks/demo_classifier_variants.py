@@ -16,7 +16,7 @@ import shutil
 import time
 from pathlib import Path
 
-from fairray.config import DemoConfig
+from fairray.config import DemoConfig, apply_override, parse_value
 from fairray.demo import classifier_runs
 from fairray.machine import cpu_description
 from fairray.metrics.downstream import metric_name
@@ -26,24 +26,19 @@ RESULTS = Path(__file__).parent / "results" / "demo_classifier_variants.json"
 SHOWN = ("deo", "acc", "worst_group_acc", "dp_gap")
 
 
-def value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:  # a bare word: a string setting such as classifier.budget=real_passes
-        return text
-
-
-def variant(spec: str) -> tuple[str, dict]:
+def variant(spec: str) -> tuple[str, list[str]]:
+    """name:key=value+key=value -> (name, ["classifier.key=value", ...]): `--set` assignments under DemoConfig.classifier."""
     name, _, sets = spec.partition(":")
-    return name, {k: value(v) for k, v in (kv.split("=", 1) for kv in sets.split("+") if kv)}
+    return name, [f"classifier.{kv}" for kv in sets.split("+") if kv]
 
 
-def updated(model, sets: dict):
-    """model with dotted keys set (classifier.budget=... reaches the nested classifier config)."""
-    for key, v in sets.items():
-        head, _, rest = key.partition(".")
-        model = model.model_copy(update={head: updated(getattr(model, head), {rest: v}) if rest else v})
-    return model
+def demo_config(seed: int, sets: list[str]) -> DemoConfig:
+    """The seeded demo config with the variant's assignments on top (after seeding, so a variant can set a seed),
+    parsed and validated as `fairray demo --set` does."""
+    data = DemoConfig(seed=seed).seeded().model_dump(mode="json")
+    for assignment in sets:
+        apply_override(data, assignment)
+    return DemoConfig.model_validate(data)
 
 
 def main() -> None:
@@ -51,8 +46,8 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=Path("runs/demo-validity"), help="demo_validity.py's --out")
     ap.add_argument("--seeds", default="0,1,2,3,4,5")
     ap.add_argument("--variants", default="demo:,weight0.5:synthetic_weight=0.5,weight0.25:synthetic_weight=0.25,"
-                    "pairs500:n_pairs=500", help="comma-separated name:key=value+key=value over DemoConfig.classifier (dotted keys reach "
-                    "its nested classifier: classifier.budget=real_passes)")
+                    "pairs500:n_pairs=500", help="comma-separated name:key=value+key=value, `--set` assignments "
+                    "under DemoConfig.classifier (classifier.budget=real_passes reaches its nested classifier)")
     ap.add_argument("--out", type=Path, default=Path("runs/demo-classifier-variants"))
     ap.add_argument("--results", type=Path, default=RESULTS, help="JSON written after every run")
     args = ap.parse_args()
@@ -62,14 +57,15 @@ def main() -> None:
         alpha1 = sorted((run / "campaign" / "trials").iterdir())[-1]  # trials in alpha order: 0, then 1
         generator = Path(json.loads((alpha1 / "metrics.json").read_text())["checkpoint"])
         for name, sets in (variant(v) for v in args.variants.split(",")):
-            cfg = DemoConfig(seed=seed).seeded()
-            cfg = cfg.model_copy(update={"classifier": updated(cfg.classifier, sets)})
+            cfg = demo_config(seed, sets)
             out = args.out / f"seed{seed}-{name}"
             shutil.rmtree(out, ignore_errors=True)
             t0 = time.perf_counter()
             clf, base, deb, skipped = classifier_runs(cfg, generator, run / "attrclf_run" / "attrclf", out,
                                                       RunContext(progress=False))
-            row = {"seed": seed, "variant": name, "set": sets, "seconds": time.perf_counter() - t0,
+            row = {"seed": seed, "variant": name,
+                   "set": {k.removeprefix("classifier."): parse_value(v) for k, v in (a.split("=", 1) for a in sets)},
+                   "seconds": time.perf_counter() - t0,
                    "skipped": skipped.strip()}
             for k in SHOWN:
                 key = metric_name(k, clf.target, clf.protected)
@@ -82,7 +78,7 @@ def main() -> None:
                            "deo_lower": sum(r["deo_lower"] for r in rows if r["variant"] == n)}
                        for n in dict.fromkeys(r["variant"] for r in rows)}
             args.results.write_text(json.dumps({"runs": rows, "summary": summary, "machine": cpu_description(),
-                                           "date": time.strftime("%Y-%m-%d")}, indent=2, default=float))
+                                                "date": time.strftime("%Y-%m-%d")}, indent=2, default=float))
 
 
 if __name__ == "__main__":
