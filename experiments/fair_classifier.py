@@ -46,7 +46,7 @@ from fairray.train import attrclf, classifier, gan
 RESULTS = Path(__file__).parent / "results"
 METHODS = ("baseline", "latent", "diga", "oracle", "oracle-labelled")
 DIAGNOSTICS = ("svm_acc_target", "svm_acc_protected", "pairs_target_kept", "pairs_protected_flipped",
-               "pairs_verified")
+               "pairs_verified", "edits_target_kept", "edits_protected_flipped", "edits_verified", "edits_used")
 SHOWN = ("acc", "worst_group_acc", "ap", "deo", "ba", "kl", "dp_gap", "eo_gap")
 
 
@@ -144,8 +144,16 @@ def main() -> None:
     ap.add_argument("--labeler", default=None, help="reuse an attrclf (attrclf:DIR) instead of training one")
     ap.add_argument("--generator", default=None, help="reuse a GAN checkpoint instead of training one")
     ap.add_argument("--pairs-n", type=int, default=5000, help="complementary pairs per seed (latent method)")
-    ap.add_argument("--strength", type=float, default=3.0, help="DiGA edit strength s")
+    ap.add_argument("--strength", type=float, default=4.0, help="DiGA edit strength s (the most, with uniform)")
     ap.add_argument("--refine-steps", type=int, default=5)
+    ap.add_argument("--diga-verify", default=None, choices=["none", "target", "flip"],
+                    help="DiGA: add only the edits the labeler confirms (DigaConfig.verify; default target)")
+    ap.add_argument("--edits-per-row", type=int, default=None, help="DiGA: edits of each row (default 4, 1 fixed)")
+    ap.add_argument("--diga-edit", default="residual", choices=["residual", "generate"],
+                    help="DiGA: x + G(z+sn) - G(z) or G(z+sn) itself (DigaConfig.edit)")
+    ap.add_argument("--fixed-strength", action="store_true",
+                    help="DiGA: every edit at --strength (default: each from U(0, --strength))")
+    ap.add_argument("--coefficients", default=None, help="DiGA: the c grid, comma-separated (default DigaConfig's)")
     ap.add_argument("--backend", default="local", choices=["local", "ray"])
     ap.add_argument("--results", type=Path, default=RESULTS / "fair_classifier.json")
     args = ap.parse_args()
@@ -191,7 +199,11 @@ def main() -> None:
         dataset = classifier.dataset_path(clf, pdir)
         clf = clf.model_copy(update={"dataset": str(dataset)})
         dcfg = DigaConfig(classifier=clf, labeler=labeler, generator=generator, strength=args.strength,
-                          refine_steps=args.refine_steps, encoder_kimg=40)
+                          refine_steps=args.refine_steps, encoder_kimg=40, verify=args.diga_verify,
+                          edits_per_row=args.edits_per_row, edit=args.diga_edit,
+                          strength_sampling="fixed" if args.fixed_strength else "uniform",
+                          **({"coefficients": [float(c) for c in args.coefficients.split(",")]}
+                             if args.coefficients else {}))
         prep, c = None, None
         diga_left = [sd for sd in args.seeds.split(",") if "diga" in args.methods.split(",") and not any(
             (r["target"], r["protected"], r["method"], r["seed"]) == (t, p, "diga", int(sd)) for r in report["runs"])]
@@ -227,7 +239,7 @@ def main() -> None:
                                                       verified_only=args.verified_only), pdir)
                 elif method == "diga":
                     m = directions.diga_point(dcfg.model_copy(update={"classifier": cs}), c, args.strength, pdir,
-                                              prep)
+                                              prep, labeler=lab)
                 else:  # the ceiling: as many balanced faces as the pairs add, true labels or the labeler's
                     aug = oracle_set(out, args, lab if method == "oracle-labelled" else None)
                     m = classifier.run(cs.model_copy(update={"augment_data": [str(aug)]}),

@@ -71,7 +71,9 @@ def test_diga_point(tmp_path, ray_local, gan_trained, attrclf_trained, synth_90_
 
     c, rows = directions.choose_coefficient(cfg, prep, load_labeler(cfg.labeler), 3.0)
     assert c in (0.8, 1.0) and len(rows) == 2 and all(0 <= r["edit_target_kept"] <= 1 for r in rows)
-    m = directions.diga_point(cfg, c, 3.0, tmp_path, prep)
+    assert cfg.verify == "target"  # the default with a labeler; one unchecked fixed edit per row here
+    m = directions.diga_point(cfg.model_copy(update={"verify": "none", "strength_sampling": "fixed",
+                                                     "edits_per_row": 1}), c, 3.0, tmp_path, prep)
     assert m["c"] == c and m["s"] == 3.0
     for k in ("acc", "worst_group_acc", "dp_gap", "eo_gap", "deo_Smiling_gender", "val_worst_group_acc"):
         assert np.isfinite(m[k]), k
@@ -81,3 +83,39 @@ def test_diga_point(tmp_path, ray_local, gan_trained, attrclf_trained, synth_90_
     edits = read_table(tmp_path / f"diga-c{c:g}-s3-seed0" / "edits", columns=["Smiling", "edit_strength"])
     assert len(edits) == len(prep.train_images)
     assert ((edits.edit_strength > 0) == (edits.Smiling == 0)).all()
+    # verify=flip adds only the edits the labeler confirms, and says how many that was (two edits per row here)
+    vcfg = cfg.model_copy(update={"verify": "flip", "edits_per_row": 2, "strength_sampling": "uniform"})
+    with pytest.raises(FairrayError, match="needs the labeler"):
+        directions.diga_point(vcfg.model_copy(update={"labeler": None}), c, 3.0, tmp_path, prep)
+    lab = load_labeler(cfg.labeler)
+    try:
+        v = directions.diga_point(vcfg, c, 3.0, tmp_path, prep, labeler=lab)
+    except FairrayError as e:  # a tiny test generator may flip nothing; then the error says so
+        assert "no edit passed" in str(e)
+    else:
+        kept = read_table(tmp_path / f"diga-c{c:g}-s3-u2-flip-seed0" / "edits", columns=["Smiling"])
+        assert len(kept) == v["edits_used"] == round(v["edits_verified"] * 2 * len(prep.train_images))
+        assert v["edits_verified"] <= min(v["edits_target_kept"], v["edits_protected_flipped"])
+
+
+def test_check_edits_counts_an_unchanged_image_as_kept_not_flipped(gan_trained, attrclf_trained):
+    from fairray.labelers.registry import load_labeler
+    from fairray.models.generator_io import load_generator
+
+    lab = load_labeler(f"attrclf:{attrclf_trained[0]}")
+    G, gcfg = load_generator(gan_trained)
+    latent.freeze_generator(G, gcfg.z_dim)
+    images = latent.render(G, np.random.default_rng(3).standard_normal((64, gcfg.z_dim)).astype(np.float32))
+    own = latent.label_images(images, lab, ["Smiling"])["Smiling"]
+    kept, flipped = directions.check_edits(lab, images, images, own, "Smiling", "gender")
+    assert kept.all() and not flipped.any()
+    kept, _ = directions.check_edits(lab, images, images, 1 - own, "Smiling", "gender")
+    assert not kept.any()
+
+
+def test_several_edits_per_row_need_random_strengths():
+    with pytest.raises(ValueError, match="needs strength_sampling=uniform"):
+        DigaConfig(edits_per_row=2, strength_sampling="fixed")
+    assert DigaConfig(strength_sampling="fixed").edits_per_row == 1
+    assert DigaConfig().edits_per_row == 4 and DigaConfig(edits_per_row=2).edits_per_row == 2
+    assert DigaConfig().verify == "none"  # no labeler to check with

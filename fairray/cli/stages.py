@@ -203,6 +203,10 @@ def debias_diga(
         return
     m = directions.run(cfg, out, RunContext(progress=True))
     out_console.print(_fair_table(f"DiGA c={m['c']:g} s={m['s']:g}", {"diga": m}, t, p))
+    if "edits_used" in m:
+        out_console.print(f"edits: target kept {m['edits_target_kept']:.3f}, protected flipped "
+                          f"{m['edits_protected_flipped']:.3f} (labeler-measured); {m['edits_used']:,} added "
+                          f"(verify={cfg.verify})")
 
 
 @stage_command(app, "train-gan", GanConfig, sets=lambda labeler: assign(eval_labeler=labeler))

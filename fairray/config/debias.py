@@ -79,9 +79,29 @@ class DigaConfig(GanDebiasConfig):
     coefficients: list[float] = Field(default_factory=lambda: [round(0.5 + 0.1 * i, 1) for i in range(11)])
     coefficient: float | None = Field(None, description="fixed c; default: the grid's c whose edits keep the target")
     strengths: list[float] = Field(default_factory=lambda: [2.0, 3.0, 4.0], description="s grid (--grid)")
-    strength: float = Field(3.0, gt=0, description="edit strength s in latent units")
+    strength: float = Field(4.0, gt=0, description="edit strength s in latent units (the most, with uniform)")
     edit: Literal["residual", "generate"] = Field(
         "residual", description="residual: x + G(z+sn) - G(z) keeps the image's detail; generate: G(z+sn)")
     choose_n: int = Field(512, ge=16, description="val images edited to choose c")
     edit_weight: float = Field(1.0, gt=0, description="per-row loss weight of edited images")
-    seed: int = 0
+    strength_sampling: Literal["fixed", "uniform"] = Field(
+        "uniform", description="fixed: every edit at `strength`; uniform: each edit's strength drawn from "
+                               "U(0, strength) (DiGA: a random degree per image)")
+    edits_per_row: int | None = Field(None, ge=1, description="edits of each training row; default 4 with uniform "
+                                      "strengths, 1 with fixed ones (identical copies otherwise)")
+    verify: Literal["none", "target", "flip"] | None = Field(
+        None, description="add only the edits the labeler confirms: target: its target label is the row's; "
+                          "flip: that, and its protected label differs from the labeler's on the original; "
+                          "default: target with a labeler (one fixed-strength edit per row: DEO cut 17% vs 8% "
+                          "unchecked, experiments/results/fair_classifier_regime_gan384_diga_target.json), none "
+                          "without")
+
+    @model_validator(mode="after")
+    def _edits(self) -> DigaConfig:
+        if self.edits_per_row is None:
+            self.edits_per_row = 4 if self.strength_sampling == "uniform" else 1
+        if self.edits_per_row > 1 and self.strength_sampling == "fixed":
+            raise ValueError("edits_per_row > 1 needs strength_sampling=uniform (fixed strengths give identical copies)")
+        if self.verify is None:
+            self.verify = "target" if self.labeler else "none"
+        return self

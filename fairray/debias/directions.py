@@ -7,8 +7,10 @@
    give n = normalise(w_a - c w_b): for the right c the target component cancels and n is the spurious direction.
 3. c is chosen on val images as the one whose +-s edits keep the target (judged by the labeler's target head;
    DiGA uses CLIP zero-shot), without any protected labels.
-4. Every training image is edited toward the other class's stereotype (y=0: +s n, y=1: -s n) and the edits are
-   added to the real rows. `residual` edits add G(z + s n) - G(z) to the real image (HFGI-style detail
+4. Every training image is edited toward the other class's stereotype (y=0: +s n, y=1: -s n), edits_per_row
+   times at strengths drawn from U(0, s) (DiGA's random degree; or once at s), and the edits are added to the real
+   rows; with `verify` only those whose target label the labeler confirms (and, `flip`, whose protected label it
+   sees changed): an edit that loses a faint target adds label noise, not balance. `residual` edits add G(z + s n) - G(z) to the real image (HFGI-style detail
    preservation); `generate` uses G(z + s n) itself.
 
 `diga_point(cfg, c, s, out)` trains and scores one (c, s) point; `grid` loops over cfg.coefficients x
@@ -151,9 +153,13 @@ def edit_effect(cfg: DigaConfig, prep: Prepared, labeler, c: float, s: float) ->
     labs = [label_images(edit(prep.G, prep.val_images, prep.val_z, n, np.full(k, sign * s), cfg.edit), labeler,
                          [t, g]) for sign in (1.0, -1.0)]
     kept = (labs[0][t] == prep.val_y) & (labs[1][t] == prep.val_y)
+    # the edit training uses: toward the other class's stereotype (+s for y=0, -s for y=1)
+    used = {h: np.where(prep.val_y == 0, labs[0][h], labs[1][h]) for h in (t, g)}
+    before = label_images(prep.val_images, labeler, [g])[g]
     return {"edit_target_kept": float(kept.mean()),
             # +s pushes toward the protected value that co-occurs with y=1, -s away from it
-            "edit_protected_gap": float(labs[0][g].mean() - labs[1][g].mean())}
+            "edit_protected_gap": float(labs[0][g].mean() - labs[1][g].mean()),
+            "edit_verified": float(((used[t] == prep.val_y) & (used[g] != before)).mean())}
 
 
 def choose_coefficient(cfg: DigaConfig, prep: Prepared, labeler, s: float) -> tuple[float, list[dict]]:
@@ -163,26 +169,59 @@ def choose_coefficient(cfg: DigaConfig, prep: Prepared, labeler, s: float) -> tu
     return float(best["c"]), rows
 
 
+def check_edits(labeler, originals: np.ndarray, edited: np.ndarray, y: np.ndarray, target: str, protected: str
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Per edit, as the labeler sees it: does it keep the row's target label, and does its protected label differ
+    from the labeler's label of the original image."""
+    before = label_images(originals, labeler, [protected])[protected]
+    after = label_images(edited, labeler, [target, protected])
+    return after[target] == y, after[protected] != before
+
+
 def diga_point(cfg: DigaConfig, c: float, s: float, out: Path, prep: Prepared | None = None,
-               ctx: RunContext | None = None) -> dict[str, float]:
-    """Edit every training row toward the other class's stereotype with n(c) and strength s, train the
-    classifier on real + edits, return its metrics (balanced test) + c, s. The classifier's MLflow run is ctx.name
-    (default diga-c<c>-s<s>-seed<seed>) under ctx.parent."""
+               ctx: RunContext | None = None, labeler=None) -> dict[str, float]:
+    """Edit every training row (cfg.edits_per_row times) toward the other class's stereotype with n(c) and
+    strength s (or U(0, s)), train the
+    classifier on real + edits (only the labeler-confirmed ones with cfg.verify), return its metrics (balanced
+    test) + c, s and, given a labeler, the edits' keep / flip rates. The classifier's MLflow run is ctx.name
+    (default diga-c<c>-s<s>[settings]-seed<seed>) under ctx.parent."""
+    from fairray.labelers.registry import load_labeler
     from fairray.train import classifier
 
+    if labeler is None and cfg.labeler:
+        labeler = load_labeler(cfg.labeler)
+    if cfg.verify != "none" and labeler is None:
+        raise FairrayError(f"verify={cfg.verify} needs the labeler that checks the edits (labeler=attrclf:DIR)")
     ctx, out = ctx or RunContext(progress=False), Path(out)
     prep = prep or prepare(cfg, out)
     clf = cfg.classifier
     n = combine(prep.w_a, prep.w_b, c)
-    shift = np.where(prep.train_y == 0, s, -s)
-    edited = edit(prep.G, prep.train_images, prep.train_z, n, shift, cfg.edit)
-    tag = f"diga-c{c:g}-s{s:g}-seed{clf.seed}"
-    path = write_rows(out / tag / "edits", edited, {clf.target: prep.train_y, "edit_strength": shift},
-                      cfg.edit_weight, "diga-edits", {"method": "diga", "c": c, "s": s, "edit": cfg.edit})
+    rows = np.tile(np.arange(len(prep.train_y)), cfg.edits_per_row)
+    y = prep.train_y[rows]
+    size = (np.random.default_rng(cfg.seed).uniform(0, s, len(rows)) if cfg.strength_sampling == "uniform"
+            else np.full(len(rows), s))
+    shift = np.where(y == 0, size, -size)
+    edited = edit(prep.G, prep.train_images[rows], prep.train_z[rows], n, shift, cfg.edit)
+    keep, diag = np.ones(len(edited), bool), {}
+    if labeler is not None:
+        kept, flipped = check_edits(labeler, prep.train_images[rows], edited, y, clf.target, clf.protected)
+        keep = {"none": keep, "target": kept, "flip": kept & flipped}[cfg.verify]
+        if not keep.any():
+            raise FairrayError(f"no edit passed the labeler's check (verify={cfg.verify}); try another c or s")
+        diag = {"edits_target_kept": float(kept.mean()), "edits_protected_flipped": float(flipped.mean()),
+                "edits_verified": float((kept & flipped).mean()), "edits_used": int(keep.sum())}
+    # settings beyond (c, s) name the run too, so points of one campaign never share (and overwrite) a folder
+    extra = "".join(part for part, on in ((f"-u{cfg.edits_per_row}", cfg.strength_sampling == "uniform"),
+                                          (f"-{cfg.verify}", cfg.verify != "none"),
+                                          ("-gen", cfg.edit == "generate")) if on)
+    tag = f"diga-c{c:g}-s{s:g}{extra}-seed{clf.seed}"
+    path = write_rows(out / tag / "edits", edited[keep], {clf.target: y[keep], "edit_strength": shift[keep]},
+                      cfg.edit_weight, "diga-edits", {"method": "diga", "c": c, "s": s, "edit": cfg.edit,
+                                                      "verify": cfg.verify})
     ccfg = clf.model_copy(update={"dataset": str(prep.dataset), "augment_data": [*clf.augment_data, str(path)]})
     metrics = classifier.run(ccfg, out / tag, ctx.with_(name=ctx.name or tag, tags={
         "fairray.method": "diga", "diga.c": str(c), "diga.s": str(s), **ctx.tags}))
-    return metrics | {"c": float(c), "s": float(s)}
+    return metrics | diag | {"c": float(c), "s": float(s)}
 
 
 def run(cfg: DigaConfig, out: Path, ctx: RunContext | None = None) -> dict:
@@ -192,14 +231,15 @@ def run(cfg: DigaConfig, out: Path, ctx: RunContext | None = None) -> dict:
     ctx = ctx or RunContext(progress=False)
     t0 = time.perf_counter()
     prep = prepare(cfg, out, ctx.progress)
+    labeler = load_labeler(cfg.labeler) if cfg.labeler else None
     choice: list[dict] = []
     c = cfg.coefficient
     if c is None:
-        if cfg.labeler is None:
+        if labeler is None:
             raise FairrayError("set labeler=attrclf:DIR to choose c, or fix it with coefficient=C")
-        c, choice = choose_coefficient(cfg, prep, load_labeler(cfg.labeler), cfg.strength)
+        c, choice = choose_coefficient(cfg, prep, labeler, cfg.strength)
     effect = next((r for r in choice if r["c"] == c), {})
-    m = diga_point(cfg, c, cfg.strength, out, prep, ctx)
+    m = diga_point(cfg, c, cfg.strength, out, prep, ctx, labeler)
     result = m | {k: v for k, v in effect.items() if k != "c"} | {
         "cos_w_a_w_b": float(prep.w_a @ prep.w_b), "seconds": time.perf_counter() - t0}
     Path(out).mkdir(parents=True, exist_ok=True)
@@ -211,8 +251,11 @@ def run(cfg: DigaConfig, out: Path, ctx: RunContext | None = None) -> dict:
 def grid(cfg: DigaConfig, out: Path, ctx: RunContext | None = None, select: str = "val_worst_group_acc") -> dict:
     """The (c, s) grid as a plain loop (Tune runs the same points as trials); best point by a val metric. Each
     point's classifier run keeps its own diga-c<c>-s<s> name, so ctx.name is not used."""
+    from fairray.labelers.registry import load_labeler
+
     ctx = (ctx or RunContext(progress=False)).with_(name=None)
     prep = prepare(cfg, out, ctx.progress)
-    rows = [diga_point(cfg, c, s, out, prep, ctx) for c in cfg.coefficients for s in cfg.strengths]
+    labeler = load_labeler(cfg.labeler) if cfg.labeler else None
+    rows = [diga_point(cfg, c, s, out, prep, ctx, labeler) for c in cfg.coefficients for s in cfg.strengths]
     best = max(rows, key=lambda r: r[select])
     return {"points": rows, "best": best, "select": select}
