@@ -10,8 +10,8 @@
 4. Every training image is edited toward the other class's stereotype (y=0: +s n, y=1: -s n), edits_per_row
    times at strengths drawn from U(0, s) (DiGA's random degree; or once at s), and the edits are added to the real
    rows; with `verify` only those whose target label the labeler confirms (and, `flip`, whose protected label it
-   sees changed): an edit that loses a faint target adds label noise, not balance. `residual` edits add G(z + s n) - G(z) to the real image (HFGI-style detail
-   preservation); `generate` uses G(z + s n) itself.
+   sees changed): an edit that loses a faint target adds label noise, not balance. `residual` edits add
+   G(z + s n) - G(z) to the real image (HFGI-style detail preservation); `generate` uses G(z + s n) itself.
 
 `diga_point(cfg, c, s, out)` trains and scores one (c, s) point; `grid` loops over cfg.coefficients x
 cfg.strengths; `run` (the stage, and the Tune campaign's trial with cfg.coefficient and cfg.strength set per trial)
@@ -32,6 +32,7 @@ from fairray.config import DigaConfig
 from fairray.data.loading import load_split
 from fairray.debias.latent import ensure_generator, freeze_generator, label_images, write_rows
 from fairray.errors import FairrayError
+from fairray.labelers.base import Labeler
 from fairray.models.encoder import LatentEncoder, invert, to_unit, train_encoder
 from fairray.stage import RunContext
 
@@ -169,7 +170,7 @@ def choose_coefficient(cfg: DigaConfig, prep: Prepared, labeler, s: float) -> tu
     return float(best["c"]), rows
 
 
-def check_edits(labeler, originals: np.ndarray, edited: np.ndarray, y: np.ndarray, target: str, protected: str
+def check_edits(labeler: Labeler, originals: np.ndarray, edited: np.ndarray, y: np.ndarray, target: str, protected: str
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Per edit, as the labeler sees it: does it keep the row's target label, and does its protected label differ
     from the labeler's label of the original image."""
@@ -179,11 +180,11 @@ def check_edits(labeler, originals: np.ndarray, edited: np.ndarray, y: np.ndarra
 
 
 def diga_point(cfg: DigaConfig, c: float, s: float, out: Path, prep: Prepared | None = None,
-               ctx: RunContext | None = None, labeler=None) -> dict[str, float]:
+               ctx: RunContext | None = None, labeler: Labeler | None = None) -> dict[str, float]:
     """Edit every training row (cfg.edits_per_row times) toward the other class's stereotype with n(c) and
-    strength s (or U(0, s)), train the
-    classifier on real + edits (only the labeler-confirmed ones with cfg.verify), return its metrics (balanced
-    test) + c, s and, given a labeler, the edits' keep / flip rates. The classifier's MLflow run is ctx.name
+    strength s (or U(0, s)), train the classifier on real + edits (only the labeler-confirmed ones with
+    cfg.verify), return its metrics (balanced test) + c, s and, given a labeler (default: cfg.labeler's), the
+    edits' keep / flip rates. The classifier's MLflow run is ctx.name
     (default diga-c<c>-s<s>[settings]-seed<seed>) under ctx.parent."""
     from fairray.labelers.registry import load_labeler
     from fairray.train import classifier
