@@ -98,7 +98,7 @@ def test_diga_point(tmp_path, ray_local, gan_trained, attrclf_trained, synth_90_
         assert v["edits_verified"] <= min(v["edits_target_kept"], v["edits_protected_flipped"])
 
 
-def test_check_edits_counts_an_unchanged_image_as_kept_not_flipped(gan_trained, attrclf_trained):
+def test_edit_checks_count_an_unchanged_image_as_kept_not_flipped(gan_trained, attrclf_trained):
     from fairray.labelers.registry import load_labeler
     from fairray.models.generator_io import load_generator
 
@@ -106,10 +106,11 @@ def test_check_edits_counts_an_unchanged_image_as_kept_not_flipped(gan_trained, 
     G, gcfg = load_generator(gan_trained)
     latent.freeze_generator(G, gcfg.z_dim)
     images = latent.render(G, np.random.default_rng(3).standard_normal((64, gcfg.z_dim)).astype(np.float32))
-    own = latent.label_images(images, lab, ["Smiling"])["Smiling"]
-    kept, flipped = directions.check_edits(lab, images, images, own, "Smiling", "gender")
+    labels = latent.label_images(images, lab, ["Smiling", "gender"])
+    own = labels["Smiling"]
+    kept, flipped = directions.edit_checks(labels, own, labels["gender"], "Smiling", "gender")
     assert kept.all() and not flipped.any()
-    kept, _ = directions.check_edits(lab, images, images, 1 - own, "Smiling", "gender")
+    kept, _ = directions.edit_checks(labels, 1 - own, labels["gender"], "Smiling", "gender")
     assert not kept.any()
 
 

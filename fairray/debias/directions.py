@@ -145,9 +145,11 @@ def prepare(cfg: DigaConfig, out: Path, progress: bool = False) -> Prepared:
                     df_va[clf.protected].to_numpy(), w_a, w_b)
 
 
-def edit_effect(cfg: DigaConfig, prep: Prepared, labeler, c: float, s: float) -> dict[str, float]:
+def edit_effect(cfg: DigaConfig, prep: Prepared, labeler, c: float, s: float, protected_before: np.ndarray
+                ) -> dict[str, float]:
     """On the val rows: how often both +-s edits keep the labeler's target (DiGA's criterion, the score used to
-    choose c), and, as a diagnostic only, how often they move the protected label."""
+    choose c), and, as diagnostics only, how often they move the protected label and how often the edit training
+    uses passes verify=flip (protected_before: the labeler's protected labels of the unedited val rows)."""
     t, g = cfg.classifier.target, cfg.classifier.protected
     n = combine(prep.w_a, prep.w_b, c)
     k = len(prep.val_z)
@@ -156,27 +158,26 @@ def edit_effect(cfg: DigaConfig, prep: Prepared, labeler, c: float, s: float) ->
     kept = (labs[0][t] == prep.val_y) & (labs[1][t] == prep.val_y)
     # the edit training uses: toward the other class's stereotype (+s for y=0, -s for y=1)
     used = {h: np.where(prep.val_y == 0, labs[0][h], labs[1][h]) for h in (t, g)}
-    before = label_images(prep.val_images, labeler, [g])[g]
+    used_kept, used_flipped = edit_checks(used, prep.val_y, protected_before, t, g)
     return {"edit_target_kept": float(kept.mean()),
             # +s pushes toward the protected value that co-occurs with y=1, -s away from it
             "edit_protected_gap": float(labs[0][g].mean() - labs[1][g].mean()),
-            "edit_verified": float(((used[t] == prep.val_y) & (used[g] != before)).mean())}
+            "edit_verified": float((used_kept & used_flipped).mean())}
 
 
 def choose_coefficient(cfg: DigaConfig, prep: Prepared, labeler, s: float) -> tuple[float, list[dict]]:
     """The c of cfg.coefficients whose edits keep the target best (ties: the first)."""
-    rows = [{"c": c, **edit_effect(cfg, prep, labeler, c, s)} for c in cfg.coefficients]
+    before = label_images(prep.val_images, labeler, [cfg.classifier.protected])[cfg.classifier.protected]
+    rows = [{"c": c, **edit_effect(cfg, prep, labeler, c, s, before)} for c in cfg.coefficients]
     best = max(rows, key=lambda r: r["edit_target_kept"])
     return float(best["c"]), rows
 
 
-def check_edits(labeler: Labeler, originals: np.ndarray, edited: np.ndarray, y: np.ndarray, target: str, protected: str
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Per edit, as the labeler sees it: does it keep the row's target label, and does its protected label differ
-    from the labeler's label of the original image."""
-    before = label_images(originals, labeler, [protected])[protected]
-    after = label_images(edited, labeler, [target, protected])
-    return after[target] == y, after[protected] != before
+def edit_checks(after: dict[str, np.ndarray], y: np.ndarray, protected_before: np.ndarray, target: str,
+                protected: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per edit, from the labeler's labels of the edits (`after`): does it keep the row's target label, and does its
+    protected label differ from the labeler's label of the unedited image."""
+    return after[target] == y, after[protected] != protected_before
 
 
 def diga_point(cfg: DigaConfig, c: float, s: float, out: Path, prep: Prepared | None = None,
@@ -205,7 +206,10 @@ def diga_point(cfg: DigaConfig, c: float, s: float, out: Path, prep: Prepared | 
     edited = edit(prep.G, prep.train_images[rows], prep.train_z[rows], n, shift, cfg.edit)
     keep, diag = np.ones(len(edited), bool), {}
     if labeler is not None:
-        kept, flipped = check_edits(labeler, prep.train_images[rows], edited, y, clf.target, clf.protected)
+        # the unedited rows are labelled once, not once per copy
+        before = label_images(prep.train_images, labeler, [clf.protected])[clf.protected][rows]
+        after = label_images(edited, labeler, [clf.target, clf.protected])
+        kept, flipped = edit_checks(after, y, before, clf.target, clf.protected)
         keep = {"none": keep, "target": kept, "flip": kept & flipped}[cfg.verify]
         if not keep.any():
             raise FairrayError(f"no edit passed the labeler's check (verify={cfg.verify}); try another c or s")
