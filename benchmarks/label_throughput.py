@@ -39,7 +39,7 @@ from fairray.data import synth_dataset
 from fairray.data.table import read_table
 from fairray.labelers.base import to_model_input
 from fairray.labelers.registry import input_size, load_labeler
-from fairray.machine import cpu_description
+from fairray.machine import cpu_description, resolve_precision
 
 BASELINE_N = 5_000
 
@@ -60,7 +60,8 @@ def naive(blobs: list[bytes], model, size: int, device: str) -> float:
 def bare(images: np.ndarray, model, size: int, device: str) -> tuple[float, int, str]:
     best = (0.0, 0, "fp32")
     x_all = to_model_input(images, size, device)
-    for dtype in ([torch.float32, torch.bfloat16] if device == "cuda" else [torch.float32]):
+    bf16 = resolve_precision(device, "auto") == "bf16"  # CUDA, or a CPU with native bf16 (emulated bf16 is slower)
+    for dtype in ([torch.float32, torch.bfloat16] if bf16 else [torch.float32]):
         for bs in (64, 256, 1024):
             with torch.inference_mode(), torch.autocast(device, dtype=torch.bfloat16, enabled=dtype != torch.float32):
                 model(x_all[:bs])
@@ -90,8 +91,8 @@ def ratio_model() -> tuple[dict, dict]:
     return state, {"method": "temperature", "temperature": 1.0}
 
 
-def pipeline_run(data: Path, stage: str, labeler: str | None, device: str, batch_size: int, actors: int | None
-                 ) -> dict:
+def pipeline_run(data: Path, stage: str, labeler: str | None, device: str, batch_size: int, actors: int | None,
+                 precision: str = "auto") -> dict:
     """One `label` call (or one density-ratio pass) in this (fresh) process: end-to-end, steady-state, start-up."""
     from fairray.data.pipeline import label
     from fairray.debias.reweight import weight_pass
@@ -103,8 +104,8 @@ def pipeline_run(data: Path, stage: str, labeler: str | None, device: str, batch
         t0 = time.time()
         if stage == "label":
             s = label(LabelConfig(dataset=str(data), labeler=labeler, batch_size=batch_size, actors=actors,
-                                  ray={"device": device}), Path(d) / "labeled", timings=timings, stamps=stamps,
-                      dashboard=False)  # as `fairray label` starts it
+                                  ray={"device": device, "precision": precision}), Path(d) / "labeled",
+                      timings=timings, stamps=stamps, dashboard=False)  # as `fairray label` starts it
             n = s["rows_out"]
         else:
             state, calib = ratio_model()
@@ -137,13 +138,15 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--batch-size", type=int, default=LabelConfig.model_fields["batch_size"].default)
     ap.add_argument("--actors", type=int, default=None, help="default: from the cluster's resources")
+    ap.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                    help="the labeling actors' autocast (RayConfig.precision; auto: bf16 on CUDA and native-bf16 CPUs)")
     ap.add_argument("--address", default=None, help="join this running Ray cluster (default: a fresh local Ray)")
     ap.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/<stage>_throughput.json")
     ap.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)  # one pipeline run, JSON to stdout
     args = ap.parse_args()
     if args.child is not None:
         print(json.dumps(pipeline_run(args.child, args.stage, args.labeler, args.device, args.batch_size,
-                                      args.actors)))
+                                      args.actors, args.precision)))
         return
     if args.stage == "label":
         if args.labeler is None:
@@ -168,7 +171,7 @@ def main() -> None:
             a = naive(blobs, model, size, args.device)
             b, bs, dtype = bare(images, model, size, args.device)
             cmd = [sys.executable, __file__, "--stage", args.stage, "--device", args.device,
-                   "--batch-size", str(args.batch_size), "--child", str(data)]
+                   "--batch-size", str(args.batch_size), "--precision", args.precision, "--child", str(data)]
             if args.labeler:
                 cmd += ["--labeler", args.labeler]
             if args.actors:
@@ -191,6 +194,7 @@ def main() -> None:
     report = {"benchmark": "label_throughput", "stage": args.stage,
               "labeler": args.labeler.split(":")[0] if args.labeler else "ratio classifier", "device": args.device,
               "ray": args.address or "local, started by the command",
+              "pipeline_precision": resolve_precision(args.device, args.precision),
               "rows": rows, "machine": platform.node(), "cpus": torch.get_num_threads(), "cpu": cpu_description(),
               "date": time.strftime("%Y-%m-%d")}
     out = args.out or Path(f"benchmarks/results/{args.stage}_throughput.json")

@@ -27,6 +27,13 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def resolve_precision(device_type: str, precision: str) -> str:
+    """'bf16' or 'fp32' for a precision setting: auto = bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere."""
+    if precision == "auto":
+        return "bf16" if device_type == "cuda" or cpu_has_native_bf16() else "fp32"
+    return precision
+
+
 def cpu_description() -> dict:
     """CPU model, torch's kernel level on it, native bf16, cores (a fresh dict each call: callers may extend it)."""
     return dict(_description())

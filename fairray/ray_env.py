@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from fairray.machine import cpu_has_native_bf16
+from fairray.machine import resolve_precision
 
 # Set before Ray is imported anywhere in this process: no usage prompt, quiet output, working loggers.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -120,9 +120,8 @@ def autocast_kwargs(device: torch.device, precision: str = "auto") -> dict:
     """torch.autocast arguments for a training step. auto = bf16 on CUDA, and on CPUs with native bf16, where the
     DCGAN-32 step at one thread runs 1.6x the fp32 img/s (`benchmarks/gan_throughput.py --threads 1`); fp32
     elsewhere."""
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" or cpu_has_native_bf16() else "fp32"
-    return {"device_type": device.type, "dtype": torch.bfloat16, "enabled": precision == "bf16"}
+    return {"device_type": device.type, "dtype": torch.bfloat16,
+            "enabled": resolve_precision(device.type, precision) == "bf16"}
 
 
 class TrainWorker(NamedTuple):

@@ -18,6 +18,7 @@ from torchvision.models import resnet34
 from fairray.errors import FairrayError
 from fairray.labelers.base import IMAGENET_MEAN, IMAGENET_STD, Labeler
 from fairray.labelers.fairface import FairFaceLabeler
+from fairray.labelers.registry import load_labeler
 
 open_clip = pytest.importorskip("open_clip")
 
@@ -86,7 +87,7 @@ def test_fairface_race4_and_dataparallel_prefix(fairface, images, tmp_path):
 
 
 def test_fairface_registry_spec(fairface):
-    from fairray.labelers.registry import input_size, load_labeler
+    from fairray.labelers.registry import input_size
 
     lab = load_labeler(f"fairface:{fairface[1]}:race4")
     assert isinstance(lab, FairFaceLabeler) and lab.race == 4 and input_size(lab) == 224
@@ -164,6 +165,21 @@ def test_clip_local_dir_heads_probs_and_reference(tiny_clip, images):
         img = F.normalize(model.encode_image(x), dim=-1)
         ref = torch.softmax(model.logit_scale.exp() * img @ torch.stack(cls).T, 1)
     np.testing.assert_allclose(probs["gender"], ref.numpy(), atol=1e-5)
+
+
+def test_pretrained_labelers_run_under_cpu_bf16(fairface, tiny_clip, images):
+    """precision=bf16 on CPU (the labeling actors' auto setting on CPUs with native bf16): autocast with fp32
+    weights, probabilities within bf16 rounding of fp32's."""
+    _, path = fairface
+    folder, _ = tiny_clip
+    for spec in (f"fairface:{path}", f"clip:tiny:local-dir:{folder}"):
+        fp32, bf16 = load_labeler(spec, "cpu", "fp32"), load_labeler(spec, "cpu", "bf16")
+        assert bf16.dtype == torch.bfloat16 and next(bf16.model.parameters()).dtype == torch.float32
+        a, b = fp32.predict_proba(images), bf16.predict_proba(images)
+        for h in fp32.heads:
+            assert b[h.name].dtype == np.float32
+            np.testing.assert_allclose(b[h.name], a[h.name], atol=0.05)
+            assert not np.array_equal(b[h.name], a[h.name]), spec
 
 
 def test_clip_named_model_with_weights_file(tiny_clip, images, monkeypatch):

@@ -22,5 +22,5 @@ class RayConfig(Cfg):
     cpus_per_worker: float | None = Field(None, gt=0, description="CPUs each Train worker holds (and its torch "
                                           "threads); default: a share that leaves room for Ray Data, all threads")
     precision: Literal["auto", "bf16", "fp32"] = Field(
-        "auto", description="training autocast: auto = bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX), "
-                            "else fp32")
+        "auto", description="autocast of training and of the labeling actors: auto = bf16 on CUDA and on CPUs with "
+                            "native bf16 (AVX512-BF16/AMX), else fp32")

@@ -24,6 +24,7 @@ from fairray.data.table import DATA_DIR, column_names, read_manifest, read_table
 from fairray.errors import FairrayError
 from fairray.labelers.base import Head
 from fairray.labelers.registry import absolute_spec, input_size, load_labeler
+from fairray.machine import resolve_precision
 from fairray.ray_env import actor_pool, init_ray, resolve_device
 
 log = logging.getLogger("fairray.data")
@@ -85,12 +86,12 @@ class LabelStage:
     """
 
     def __init__(self, spec: str, device: str, size: int, max_pixels: int, threads: int | None = None,
-                 timings: str | None = None):
+                 timings: str | None = None, precision: str = "fp32"):
         import torch
 
         if threads is not None:
             torch.set_num_threads(threads)
-        self.labeler = load_labeler(spec, device)
+        self.labeler = load_labeler(spec, device, precision)
         self.spec, self.size, self.max_pixels = spec, size, max_pixels
         self.clock = BatchClock(timings)
 
@@ -151,19 +152,20 @@ def label(cfg: LabelConfig, out: Path, timings: Path | None = None, stamps: dict
     stamp("ray_ready")
     device = resolve_device(cfg.ray.device)
     n_actors, cpus, threads = actor_pool(device, cfg.actors)
+    precision = resolve_precision(device, cfg.ray.precision)
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True  # output rows line up with input rows
     ds = ray.data.read_parquet(paths)
     ds = ds.map_batches(LabelStage, fn_constructor_kwargs={
         "spec": absolute_spec(cfg.labeler), "device": device, "size": size, "max_pixels": cfg.max_pixels,
-        "threads": threads, "timings": str(timings) if timings else None},
+        "threads": threads, "timings": str(timings) if timings else None, "precision": precision},
         batch_format="pyarrow", batch_size=cfg.batch_size, num_gpus=1 if device == "cuda" else 0, num_cpus=cpus,
         compute=ray.data.ActorPoolStrategy(size=n_actors))
     if (out / DATA_DIR).exists():
         raise FairrayError(f"{out / DATA_DIR} exists; choose a new --out")
     ds.write_parquet(str(out / DATA_DIR))
     stamp("written")
-    summary = summarize(cfg, out, heads, checked)
+    summary = summarize(cfg, out, heads, checked | {"labeler_precision": precision})
     stamp("done")
     return summary
 

@@ -43,8 +43,8 @@ class AttrClfLabeler:
 
     @torch.inference_mode()
     def predict_proba(self, images: np.ndarray | torch.Tensor) -> dict[str, np.ndarray]:
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.startswith("cuda")
-                            and self.dtype == torch.bfloat16):
+        # bf16 autocast on CUDA and on CPUs with native bf16 (oneDNN AMX / AVX512-BF16 kernels); weights stay fp32
+        with torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16):
             out = self.model(self._input(images))
         return {h: torch.softmax(v.float() / self.temperature[h], 1).cpu().numpy() for h, v in out.items()}
 

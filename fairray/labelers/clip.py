@@ -151,7 +151,7 @@ class ClipLabeler:
         self.prompts = validate_prompts(DEFAULT_PROMPTS if prompts is None else prompts)
         name, checkpoint = _resolve(model_name, pretrained)
         self.model_name, self.pretrained, self.device, self.dtype = name, str(pretrained), str(device), dtype
-        self._autocast = self.device.startswith("cuda") and dtype == torch.bfloat16
+        self._autocast = dtype == torch.bfloat16
         try:
             model = open_clip.create_model(name, pretrained=checkpoint, device=self.device,
                                            require_pretrained=True, force_preprocess_cfg=preprocess_cfg)
@@ -177,7 +177,7 @@ class ClipLabeler:
         rows, slices, start = [], {}, 0
         for head, classes in self.prompts.items():
             for texts in classes.values():
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self._autocast):
+                with torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16, enabled=self._autocast):
                     emb = self.model.encode_text(tokenizer(texts).to(self.device)).float()
                 rows.append(F.normalize(F.normalize(emb, dim=-1).mean(0), dim=0))
             slices[head] = slice(start, start + len(classes))
@@ -190,7 +190,7 @@ class ClipLabeler:
         if len(images) == 0:  # Ray can hand over empty batches; ViT patching cannot reshape them
             return {h.name: np.zeros((0, len(h.classes)), np.float32) for h in self.heads}
         x = to_model_input(images, self.resolution, self.device, self.mean, self.std, self.dtype)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self._autocast):
+        with torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16, enabled=self._autocast):
             feats = self.model.encode_image(x).float()
         logits = self.logit_scale * F.normalize(feats, dim=-1) @ self._text.T
         return {h: torch.softmax(logits[:, s], 1).cpu().numpy() for h, s in self._slices.items()}

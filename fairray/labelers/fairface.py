@@ -93,8 +93,8 @@ class FairFaceLabeler:
         state = _read_state_dict(self.path)
         _check_state_dict(state, model, self.path)
         model.load_state_dict(state)
-        # Under CUDA bf16 autocast the weights stay fp32; otherwise weights and input share one dtype.
-        self._autocast = self.device.startswith("cuda") and dtype == torch.bfloat16
+        # Under bf16 autocast (CUDA or CPU) the weights stay fp32; otherwise weights and input share one dtype.
+        self._autocast = dtype == torch.bfloat16
         self.model = model.eval().to(self.device, dtype=torch.float32 if self._autocast else dtype)
         race_classes = RACE7 if race == 7 else RACE4
         self._slices = {f"race{race}": slice(0, race), "gender": GENDER_SLICE, "age9": AGE_SLICE}
@@ -110,6 +110,6 @@ class FairFaceLabeler:
         if len(images) == 0:  # Ray can hand over empty batches; ViT patching cannot reshape them
             return {h.name: np.zeros((0, len(h.classes)), np.float32) for h in self.heads}
         x = to_model_input(images, self.resolution, self.device, IMAGENET_MEAN, IMAGENET_STD, self.dtype)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self._autocast):
+        with torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16, enabled=self._autocast):
             logits = self.model(x).float()
         return {h: torch.softmax(logits[:, s], 1).cpu().numpy() for h, s in self._slices.items()}

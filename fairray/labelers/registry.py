@@ -19,26 +19,34 @@ def absolute_spec(spec: str | None) -> str | None:
     ) else spec
 
 
-def load_labeler(spec: str, device: str = "cpu") -> Labeler:
+def load_labeler(spec: str, device: str = "cpu", precision: str = "fp32") -> Labeler:
+    """The labeler a spec names, on `device`; precision auto|bf16|fp32 (auto: bf16 on CUDA and on CPUs with native
+    bf16, where the attrclf labels 2.3x faster on an AMX Xeon; fp32 is the default for in-process callers, whose
+    labels and features feed metrics)."""
+    import torch
+
+    from fairray.machine import resolve_precision
+
+    dtype = torch.bfloat16 if resolve_precision(torch.device(device).type, precision) == "bf16" else torch.float32
     kind, _, rest = spec.partition(":")
     if not rest:
         raise FairrayError(f"labeler {spec!r}: expected one of {FORMS}")
     if kind == "attrclf":
         from fairray.labelers.attrclf import AttrClfLabeler
 
-        return AttrClfLabeler(rest, device=device)
+        return AttrClfLabeler(rest, device=device, dtype=dtype)
     if kind == "fairface":
         from fairray.labelers.fairface import FairFaceLabeler
 
         path, _, variant = rest.partition(":")
-        return FairFaceLabeler(path, device=device, race=4 if variant == "race4" else 7)
+        return FairFaceLabeler(path, device=device, dtype=dtype, race=4 if variant == "race4" else 7)
     if kind == "clip":
         from fairray.labelers.clip import ClipLabeler
 
         model, _, weights = rest.partition(":")
         if not weights:
             raise FairrayError(f"labeler {spec!r}: clip needs MODEL_NAME:WEIGHTS_FILE (local weights only)")
-        return ClipLabeler(model, weights, device=device)
+        return ClipLabeler(model, weights, device=device, dtype=dtype)
     raise FairrayError(f"unknown labeler kind {kind!r}; forms: {FORMS}")
 
 
