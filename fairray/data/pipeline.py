@@ -152,20 +152,21 @@ def label(cfg: LabelConfig, out: Path, timings: Path | None = None, stamps: dict
     stamp("ray_ready")
     device = resolve_device(cfg.ray.device)
     n_actors, cpus, threads = actor_pool(device, cfg.actors)
-    precision = resolve_precision(device, cfg.ray.precision)
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True  # output rows line up with input rows
     ds = ray.data.read_parquet(paths)
     ds = ds.map_batches(LabelStage, fn_constructor_kwargs={
         "spec": absolute_spec(cfg.labeler), "device": device, "size": size, "max_pixels": cfg.max_pixels,
-        "threads": threads, "timings": str(timings) if timings else None, "precision": precision},
+        "threads": threads, "timings": str(timings) if timings else None,
+        "precision": cfg.ray.precision},  # "auto" resolves on the actor's machine, which may not be the driver's
         batch_format="pyarrow", batch_size=cfg.batch_size, num_gpus=1 if device == "cuda" else 0, num_cpus=cpus,
         compute=ray.data.ActorPoolStrategy(size=n_actors))
     if (out / DATA_DIR).exists():
         raise FairrayError(f"{out / DATA_DIR} exists; choose a new --out")
     ds.write_parquet(str(out / DATA_DIR))
     stamp("written")
-    summary = summarize(cfg, out, heads, checked | {"labeler_precision": precision})
+    # as resolved on this machine: the actors' own for a local Ray or a cluster of one CPU kind
+    summary = summarize(cfg, out, heads, checked | {"labeler_precision": resolve_precision(device, cfg.ray.precision)})
     stamp("done")
     return summary
 
