@@ -62,23 +62,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="1,2,3,4,5")
     ap.add_argument("--out", type=Path, default=Path("runs/demo-validity"))
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="a config override passed to every demo (e.g. gan.kimg=48), recorded in the results")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="the JSON to write (default: %(default)s)")
     ap.add_argument("--rescore", action="store_true", help="recompute the effects of the runs already in --out "
                     "(wall time and console lines kept from the results file), e.g. after adding a column")
     args = ap.parse_args()
     if args.rescore:
-        old = json.loads(RESULTS.read_text())
+        old = json.loads(args.results.read_text())
         for row in old["runs"]:
             row.update(effects(json.loads((args.out / f"seed{row['seed']}" / "demo_metrics.json").read_text())["metrics"]))
         old.setdefault("machine", cpu_description())  # rescoring runs where the runs ran
         old["goals_met"] = {g: sum(row["goals"][g] for row in old["runs"]) for g in old["runs"][0]["goals"]}
-        RESULTS.write_text(json.dumps(old, indent=2, default=float))
+        args.results.write_text(json.dumps(old, indent=2, default=float))
         return
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
         out = args.out / f"seed{seed}"
         shutil.rmtree(out, ignore_errors=True)
         t0 = time.perf_counter()
-        r = subprocess.run([sys.executable, "-m", "fairray.cli", "demo", "--set", f"seed={seed}", "--out", str(out)],
+        sets = [a for kv in [f"seed={seed}", *args.overrides] for a in ("--set", kv)]
+        r = subprocess.run([sys.executable, "-m", "fairray.cli", "demo", *sets, "--out", str(out)],
                            capture_output=True, text=True, env=os.environ | {"RAY_AUTH_MODE": "disabled"})
         wall = time.perf_counter() - t0
         console = (r.stdout + r.stderr).strip().splitlines()
@@ -90,10 +94,10 @@ def main() -> None:
         rows.append({"seed": seed, "wall_s": wall, "console_lines": len(console),
                      "traceback": "Traceback" in r.stdout + r.stderr, **effects(m)})
         goals = {g: sum(row["goals"][g] for row in rows) for g in rows[0]["goals"]}
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps({"seeds": [row["seed"] for row in rows], "goals_met": goals, "runs": rows,
-                                       "machine": cpu_description(), "date": time.strftime("%Y-%m-%d")},
-                                      indent=2, default=float))
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        args.results.write_text(json.dumps({"seeds": [row["seed"] for row in rows], "overrides": args.overrides,
+                                            "goals_met": goals, "runs": rows, "machine": cpu_description(),
+                                            "date": time.strftime("%Y-%m-%d")}, indent=2, default=float))
         print(json.dumps(rows[-1], default=float), flush=True)
 
 
