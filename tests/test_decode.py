@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from fairray.data.decode import decode_batch, decode_image, probe_image
+from fairray.data.decode import decode_batch, decode_image, probe_image, resize_images
 
 RNG = np.random.default_rng(0)
 
@@ -157,6 +157,21 @@ def test_resize_and_max_pixels():
     assert probe_image(blob, max_pixels=5000)[2].startswith("image too large")
     assert probe_image(b"")[2] == "empty file"
     assert probe_image(png_with_header(0, 3))[2] == "zero-size image: 0x3"
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (100, 60), (7, 250), (64, 64)])
+@pytest.mark.parametrize("size", [16, 64])
+def test_batched_resize_gives_pils_bilinear_pixels(shape, size):
+    # decode_batch resizes whole batches with torch: every labeled pixel stays within one grey level of PIL's
+    # resize (the two uint8 kernels round a few pixels differently), and exactly PIL's for 32 -> 64 px
+    images = [noise(*shape) for _ in range(3)]
+    want = np.stack([np.asarray(im.resize((size, size), Image.BILINEAR)) for im in images]).astype(int)
+    got = resize_images(np.stack([np.asarray(im) for im in images]), size)
+    assert got.shape == (3, size, size, 3) and got.dtype == np.uint8
+    assert np.abs(got.astype(int) - want).max() <= (0 if (shape, size) == ((32, 32), 64) else 1)
+    pixels, errors = decode_batch([encode(im, "PNG") for im in images], size)
+    assert errors == [None] * 3 and np.array_equal(pixels, got)
+    assert np.array_equal(decode_image(encode(images[0], "PNG"), size)[0], got[0])
 
 
 @pytest.mark.parametrize("size", [16, 32])

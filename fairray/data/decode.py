@@ -21,6 +21,7 @@ from fairray.errors import FairrayError
 # "recognising" random bytes and keeps their parsers off untrusted input (JPEG covers MPO camera files).
 FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_CHUNK = 512  # rows decode_column decodes (at native size) before resizing them together
 
 
 def _open(data: bytes) -> Image.Image:
@@ -76,26 +77,47 @@ def probe_image(data: bytes | None, max_pixels: int | None = None) -> tuple[int 
 
 def decode_image(data: bytes | None, size: int | None = None, max_pixels: int = 50_000_000
                  ) -> tuple[np.ndarray | None, str | None]:
-    """uint8 (H, W, 3) RGB (resized to size x size with BILINEAR when given), or (None, reason in words).
+    """uint8 (H, W, 3) RGB (resized to size x size by `resize_images` when given), or (None, reason in words).
 
     The size limit is checked from the header before any pixel is decoded; `.load()` forces PIL's lazy
     decoder so a truncated file fails here and not later in a worker.
     """
+    img, err = _decode_native(data, max_pixels)
+    if img is None or size is None or img.shape[:2] == (size, size):
+        return img, err
+    return resize_images(img[None], size)[0], None
+
+
+def _decode_native(data: bytes | None, max_pixels: int) -> tuple[np.ndarray | None, str | None]:
     if not data:
         return None, "empty file"
     try:
-        im = _open(data)
-        if err := _check_size(*im.size, max_pixels):
-            return None, err
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data), formats=FORMATS)
+            if err := _check_size(*im.size, max_pixels):
+                return None, err
             im.load()
-        im = _to_rgb(_orient(im))
-        if size is not None and im.size != (size, size):
-            im = im.resize((size, size), Image.BILINEAR)
+        # An RGB image without metadata (fairray's own PNGs) has no orientation or mode to fix: skipping the two
+        # no-op copies makes decoding ~1.3x faster at 32 px.
+        if im.mode != "RGB" or im.info:
+            im = _to_rgb(_orient(im))
         return np.asarray(im, dtype=np.uint8), None
     except Exception as e:  # any parser failure is a bad row, never a crash
         return None, _reason(e, data)
+
+
+def resize_images(images: np.ndarray, size: int) -> np.ndarray:
+    """uint8 (N, H, W, 3) -> (N, size, size, 3) with torch's antialiased uint8 bilinear kernel: PIL's
+    `resize(..., BILINEAR)` pixels within one grey level (exactly for 32 -> 64 px; tests/test_decode.py), on a
+    whole batch at once (~20x faster than PIL image by image at 32 px)."""
+    import torch
+    import torch.nn.functional as F
+
+    images = np.ascontiguousarray(images)
+    x = torch.from_numpy(images if images.flags.writeable else images.copy()).permute(0, 3, 1, 2)
+    y = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return y.permute(0, 2, 3, 1).contiguous().numpy()
 
 
 def _orient(im: Image.Image) -> Image.Image:
@@ -130,15 +152,20 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 
 def decode_batch(blobs: list[bytes | None], size: int, max_pixels: int = 50_000_000
                  ) -> tuple[np.ndarray, list[str | None]]:
-    """uint8 (N, size, size, 3) + one error per row; a batch never shrinks: failed rows are all-zero images."""
+    """uint8 (N, size, size, 3) + one error per row; a batch never shrinks: failed rows are all-zero images.
+
+    Images are decoded at their own size, then resized together per input size (one batched kernel call for a
+    dataset of one size, as fairray's renders are)."""
+    decoded = [_decode_native(b, max_pixels) for b in blobs]
     out = np.zeros((len(blobs), size, size, 3), np.uint8)
-    errors: list[str | None] = []
-    for i, b in enumerate(blobs):
-        img, err = decode_image(b, size, max_pixels)
+    rows_by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, (img, _) in enumerate(decoded):
         if img is not None:
-            out[i] = img
-        errors.append(err)
-    return out, errors
+            rows_by_shape.setdefault(img.shape, []).append(i)
+    for shape, rows in rows_by_shape.items():
+        stack = np.stack([decoded[i][0] for i in rows])
+        out[rows] = stack if shape[:2] == (size, size) else resize_images(stack, size)
+    return out, [err for _, err in decoded]
 
 
 def decode_column(blobs: Iterable[bytes | None], size: int | None = None, max_pixels: int = 50_000_000
@@ -153,19 +180,25 @@ def decode_column(blobs: Iterable[bytes | None], size: int | None = None, max_pi
     out: np.ndarray | None = None
     errors: list[str | None] = []
     k = 0
-    for i, b in enumerate(blobs):
-        img, err = decode_image(b, size, max_pixels)
-        errors.append(err)
-        if img is None:
-            continue
-        if out is None:  # preallocated once: stacking a list would hold every image twice at the peak
-            out = np.empty((len(blobs), *img.shape), np.uint8)
-        elif img.shape != out.shape[1:]:
-            h, w = img.shape[:2]
-            raise FairrayError(f"images differ in size: row {i} is {w}x{h}, earlier rows are "
-                               f"{out.shape[2]}x{out.shape[1]}; set a training image size to resize them")
-        out[k] = img
-        k += 1
+    for start in range(0, len(blobs), _CHUNK):  # chunks: native-size photos of a whole column would not fit in RAM
+        chunk = blobs[start:start + _CHUNK]
+        if size is not None:
+            pixels, errs = decode_batch(chunk, size, max_pixels)
+            images = list(pixels[[e is None for e in errs]])
+        else:
+            decoded = [_decode_native(b, max_pixels) for b in chunk]
+            images, errs = [img for img, _ in decoded if img is not None], [err for _, err in decoded]
+        ok_rows = [start + j for j, e in enumerate(errs) if e is None]
+        errors.extend(errs)
+        for row, img in zip(ok_rows, images, strict=True):
+            if out is None:  # preallocated once: stacking a list would hold every image twice at the peak
+                out = np.empty((len(blobs), *img.shape), np.uint8)
+            elif img.shape != out.shape[1:]:
+                h, w = img.shape[:2]
+                raise FairrayError(f"images differ in size: row {row} is {w}x{h}, earlier rows are "
+                                   f"{out.shape[2]}x{out.shape[1]}; set a training image size to resize them")
+            out[k] = img
+            k += 1
     if out is None:
         return np.zeros((0, size or 0, size or 0, 3), np.uint8), errors
     return out[:k], errors
