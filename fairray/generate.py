@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from fairray.data.table import DATA_DIR, MANIFEST, encode_png, read_manifest, write_manifest
 from fairray.errors import FairrayError
+from fairray.machine import compute_setup
 from fairray.ray_env import actor_pool, init_ray, resolve_device
 
 
@@ -27,8 +28,7 @@ class GeneratorActor:
         from fairray.data.pipeline import BatchClock
         from fairray.models.generator_io import load_generator
 
-        if threads is not None:
-            torch.set_num_threads(threads)
+        compute_setup(threads)
         self.clock = BatchClock(timings)
         self.G, self.cfg = load_generator(Path(checkpoint))
         self.G.to(device)

@@ -6,10 +6,15 @@ native bf16) runs other kernels on AMX, AVX512-BF16 and fp32-only CPUs, so resul
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import functools
 import os
 import platform
 from pathlib import Path
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
 
 @functools.cache
@@ -47,3 +52,30 @@ def _description() -> dict:
                   if line.startswith("model name")), "")
     return {"cpu": model or platform.machine(), "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "native_bf16": cpu_has_native_bf16(), "cores": os.cpu_count()}
+
+
+def compute_setup(threads: int | None = None) -> None:
+    """The compute set-up of every fairray worker process (labeling, generator and density-ratio actors, train and
+    Tune workers): torch's thread count when given, and `keep_freed_memory`."""
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    keep_freed_memory()
+
+
+@functools.cache  # once per process
+def keep_freed_memory() -> bool:
+    """Let glibc's malloc keep freed memory for reuse instead of handing it back to the kernel after each batch.
+
+    By default glibc serves large blocks with mmap and trims the heap top on free, so torch's per-batch tensors (MBs
+    each) fault in fresh zeroed pages on every batch; the dynamic mmap threshold only adapts after such frees, which
+    is why the same model ran 5,100 img/s in one process and 7,700 in another. A fixed 32 MB mmap threshold and a
+    1 GB trim threshold make the speed the fast one every time (bf16 attrclf on 2 cores: 4,400-4,600 -> 7,000-7,500
+    img/s; benchmarks/RESULTS.md); the cost is that a process keeps up to 1 GB of freed heap. False where the C
+    library has no mallopt (macOS, musl)."""
+    libc = ctypes.util.find_library("c")
+    mallopt = getattr(ctypes.CDLL(libc), "mallopt", None) if libc else None
+    if mallopt is None:
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))

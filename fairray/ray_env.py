@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from fairray.machine import resolve_precision
+from fairray.machine import compute_setup, resolve_precision
 
 # Set before Ray is imported anywhere in this process: no usage prompt, quiet output, working loggers.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -140,7 +140,7 @@ def train_worker(config: dict) -> TrainWorker:
     for name in list(logging.root.manager.loggerDict):
         if "ray/train" in name or name.startswith("ray.train"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    torch.set_num_threads(config["threads"])
+    compute_setup(config["threads"])
     ctx = ray.train.get_context()
     return TrainWorker(ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device())
 

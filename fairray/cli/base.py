@@ -17,6 +17,7 @@ from rich.console import Console
 
 from fairray.config import Cfg, apply_override, dump_config, load_config, read_yaml
 from fairray.errors import FairrayError
+from fairray.machine import keep_freed_memory
 
 app = typer.Typer(help="fairray: fair generative face data on Ray, tracked in MLflow.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -48,6 +49,7 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug lo
                                                                       "Ray, Tune and MLflow output too.")] = False
          ) -> None:
     VERBOSE["on"] = verbose
+    keep_freed_memory()  # in-process labeling, metrics and sampling run at their steady speed (machine.py)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
 

@@ -24,7 +24,7 @@ from fairray.data.table import DATA_DIR, column_names, read_manifest, read_table
 from fairray.errors import FairrayError
 from fairray.labelers.base import Head
 from fairray.labelers.registry import absolute_spec, input_size, load_labeler
-from fairray.machine import resolve_precision
+from fairray.machine import compute_setup, resolve_precision
 from fairray.ray_env import actor_pool, init_ray, resolve_device
 
 log = logging.getLogger("fairray.data")
@@ -87,10 +87,7 @@ class LabelStage:
 
     def __init__(self, spec: str, device: str, size: int, max_pixels: int, threads: int | None = None,
                  timings: str | None = None, precision: str = "fp32"):
-        import torch
-
-        if threads is not None:
-            torch.set_num_threads(threads)
+        compute_setup(threads)
         self.labeler = load_labeler(spec, device, precision)
         self.spec, self.size, self.max_pixels = spec, size, max_pixels
         self.clock = BatchClock(timings)

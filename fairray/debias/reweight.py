@@ -31,6 +31,7 @@ from fairray.data.table import DATA_DIR, read_manifest, read_table, shard_paths,
 from fairray.errors import FairrayError
 from fairray.labelers.base import Labeler
 from fairray.labelers.registry import absolute_spec, input_size, load_labeler
+from fairray.machine import compute_setup
 from fairray.models.classifiers import AttributeClassifier, ClassifierConfig
 from fairray.stage import RunContext
 
@@ -225,8 +226,7 @@ class WeightActor:
                  timings: str | None = None):
         from fairray.data.pipeline import BatchClock
 
-        if threads is not None:
-            torch.set_num_threads(threads)
+        compute_setup(threads)
         self.model = ratio_model(state)
         self.calib, self.clip_max, self.size, self.clock = calib, clip_max, size, BatchClock(timings)
 

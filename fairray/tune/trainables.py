@@ -43,6 +43,7 @@ from fairray.config import (
     with_section_defaults,
 )
 from fairray.errors import FairrayError
+from fairray.machine import compute_setup
 from fairray.stage import RunContext, Stage
 
 EVAL_SEED = 7  # every trial is judged on the same latents
@@ -383,7 +384,7 @@ def _run_classifier(trainable, cfg, data, ctx, trial_dir, state, stage_ctx: RunC
 
     dataset = Path(ctx["datasets"]["default"])
     cfg = cfg.model_copy(update={"dataset": str(dataset)})
-    torch.set_num_threads(max(1, int(round(ctx["trial_cpus"]))))
+    compute_setup(max(1, int(round(ctx["trial_cpus"]))))
     torch.manual_seed(cfg.seed)
     x, y, w, _ = C.training_rows(cfg, dataset)
     model = C.build_model(cfg)
