@@ -61,6 +61,9 @@ RECIPES: dict[str, dict] = {
     "ada-batch64": ADA | {"batch_size": 64},
     # capacity: does a G and D of twice the width (4x the parameters) keep the thin minority mode?
     "ada-w64": ADA | {"width": 64},
+    # PacGAN: D judges packs of 2 or 4 images, so a pack without the minority tells it the share is off
+    "ada-pac2": ADA | {"d_pack": 2},
+    "ada-pac4": ADA | {"d_pack": 4},
     "style": ADA | {"model": "style", "lr_g": 0.0025, "lr_d": 0.0025, "map_layers": 2, "w_dim": 128},
     "style-diffaug": ADA | {"model": "style", "lr_g": 0.0025, "lr_d": 0.0025, "map_layers": 2, "w_dim": 128,
                             "augment": ["translation", "cutout"]},

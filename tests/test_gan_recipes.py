@@ -54,6 +54,21 @@ def test_dcgan_discriminator_with_minibatch_stddev():
         GanConfig(model="biggan", mbstd_group=4)
 
 
+def test_packed_discriminator_gives_one_logit_per_pack_of_consecutive_images():
+    _, D = build_models(GanConfig(width=8, d_pack=2, mbstd_group=0))  # mbstd would mix the packs
+    x = torch.randn(8, 3, 32, 32)
+    assert D(x).shape == (4,) and D.features(x).shape == (4, D.feature_dim)
+    assert D.body[0].in_channels == 6
+    swapped = x.clone()
+    swapped[[0, 1]] = x[[1, 0]]  # the order inside a pack matters, the other packs are untouched
+    assert torch.equal(D(swapped)[1:], D(x)[1:]) and not torch.equal(D(swapped)[0], D(x)[0])
+    with pytest.raises(ValueError, match="does not divide"):
+        D(torch.randn(7, 3, 32, 32))
+    for bad in ({"d_pack": 3}, {"d_pack": 2, "reweight": "weight"}, {"d_pack": 2, "model": "style"}):
+        with pytest.raises(ValueError, match="d_pack"):
+            GanConfig(**bad)
+
+
 def test_r1_auto_is_the_stylegan2_ada_heuristic_and_lazy_adam_is_rescaled():
     cfg = GanConfig(resolution=32, batch_size=32, r1_gamma="auto", r1_interval=16, lr_d=1e-3, betas=(0.0, 0.99))
     assert cfg.r1() == pytest.approx(0.0064)
@@ -97,7 +112,8 @@ def test_diff_augment_translation_and_cutout():
 def test_every_recipe_trains_in_process_with_finite_losses():
     images = (np.random.default_rng(0).random((64, 32, 32, 3)) * 255).astype(np.uint8)
     for kw in ({}, {"r1_gamma": "auto", "mbstd_group": 4, "loss": "bce", "augment": ["translation", "cutout"]},
-               {"model": "style", "lr_g": 0.0025, "lr_d": 0.0025, "r1_gamma": 0.01, "r1_interval": 2}):
+               {"model": "style", "lr_g": 0.0025, "lr_d": 0.0025, "r1_gamma": 0.01, "r1_interval": 2},
+               {"r1_gamma": "auto", "r1_interval": 2, "d_pack": 4}):
         cfg = GanConfig(width=8, z_dim=16, batch_size=16, kimg=0.16, tick_kimg=0.08, **kw)
         seen: list[int] = []
         ema = train_local(cfg, images, on_tick=lambda clock, e, seen=seen: seen.append(clock.nimg), quiet=True)

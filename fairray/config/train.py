@@ -62,6 +62,8 @@ class GanConfig(Cfg):
     loss: Literal["hinge", "bce"] = Field("bce", description="bce is the non-saturating logistic loss")
     mbstd_group: int | None = Field(None, ge=0, description="minibatch-stddev layer in D over groups of this many "
                                                             "samples; none: 4 for dcgan and style, off for biggan")
+    d_pack: int = Field(1, ge=1, description="dcgan: D judges packs of this many images at once (PacGAN, Lin et "
+                                             "al. 2018: a pack shows D how often a mode comes up); 1: single images")
     map_layers: int = Field(2, ge=0, description="style: mapping network depth (0: w = normalised z)")
     w_dim: int = Field(128, ge=2, description="style: dimension of w")
     r1_gamma: float | Literal["auto"] = Field(
@@ -97,6 +99,12 @@ class GanConfig(Cfg):
     def _model_settings(self) -> GanConfig:
         if self.model == "biggan" and self.mbstd_group:
             raise ValueError("mbstd_group is for model=dcgan or model=style, not biggan")
+        if self.d_pack > 1:
+            if self.model != "dcgan":
+                raise ValueError(f"d_pack is for model=dcgan, not {self.model}")
+            if self.batch_size % self.d_pack or self.reweight == "weight":
+                raise ValueError(f"d_pack={self.d_pack} needs a batch_size it divides (got {self.batch_size}) and "
+                                 "reweight none or sample (per-image loss weights have no pack)")
         return self
 
     def mbstd(self) -> int:

@@ -27,6 +27,7 @@ class DCGANConfig:
     width: int = 64  # channels at the highest resolution; doubles per halving
     d_norm: Literal["none", "batch", "spectral"] = "none"
     mbstd_group: int = 0  # minibatch-stddev channel before D's head (StyleGAN; 0: none)
+    pack: int = 1  # D sees this many images stacked on the channel axis (PacGAN) and gives one logit per pack
     # training defaults of the FairFace Generator (the training config owns them; here for reference)
     loss: Literal["bce", "hinge"] = "bce"
     lr: float = 2e-4
@@ -65,7 +66,8 @@ class Discriminator(nn.Module):
         super().__init__()
         n = _levels(cfg.resolution)
         layers: list[nn.Module] = []
-        cin = 3
+        cin = 3 * cfg.pack
+        self.pack = cfg.pack
         for i in range(n):
             cout = cfg.width * 2**i
             layers.append(nn.Conv2d(cin, cout, 4, 2, 1, bias=cfg.d_norm != "batch"))
@@ -85,13 +87,22 @@ class Discriminator(nn.Module):
                     spectral_norm(m)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Spatially averaged last conv features, (N, feature_dim): for feature losses in distillation."""
-        return self.body(x).mean((2, 3))
+        """Spatially averaged last conv features, (N / pack, feature_dim): for feature losses in distillation."""
+        return self.body(self.packed(x)).mean((2, 3))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if y is not None:
             raise ValueError("DCGAN is unconditional; use BigGAN with n_classes > 0 for labels")
-        return self.head_of(self.body(x))
+        return self.head_of(self.body(self.packed(x)))
+
+    def packed(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N / pack, pack * C, H, W): consecutive images side by side on the channel axis."""
+        if self.pack == 1:
+            return x
+        n, c, h, w = x.shape
+        if n % self.pack:
+            raise ValueError(f"D packs {self.pack} images at a time; a batch of {n} does not divide")
+        return x.reshape(n // self.pack, self.pack * c, h, w)
 
     def head_of(self, h: torch.Tensor) -> torch.Tensor:
         """Logits from the last conv features (the minibatch-stddev channel, then the linear head)."""

@@ -22,6 +22,8 @@ def build_models(cfg: GanConfig) -> tuple[torch.nn.Module, torch.nn.Module]:
     kw = {"resolution": cfg.resolution, "z_dim": cfg.z_dim, width: cfg.width}
     if cfg.model != "biggan":
         kw["mbstd_group"] = cfg.mbstd()
+    if cfg.d_pack > 1:
+        kw["pack"] = cfg.d_pack
     if cfg.model == "style":
         kw |= {"map_layers": cfg.map_layers, "w_dim": cfg.w_dim}
     return build_gan(gan_config(cfg.model, **kw))
