@@ -64,20 +64,22 @@ def one_seed(run: Path) -> dict:
 
 
 def d_logits(D, images: np.ndarray) -> np.ndarray:
-    """D's logits on uint8 images, fed as in training ([-1, 1], NCHW), in batches of D's minibatch-stddev groups."""
+    """D's logits on uint8 images, fed as in training (`to_unit`), in batches of D's minibatch-stddev groups."""
     import torch
+
+    from fairray.train.loop import to_unit
 
     out = []
     with torch.no_grad():
         for i in range(0, len(images), 500):
-            x = torch.from_numpy(images[i:i + 500]).permute(0, 3, 1, 2).float().div(127.5).sub(1)
-            out.append(D(x).float().flatten().numpy())
+            out.append(D(to_unit(torch.from_numpy(images[i:i + 500]), "cpu", signed=True)).float().flatten().numpy())
     return np.concatenate(out)
 
 
 def labeler_gender(labeler, images: np.ndarray) -> np.ndarray:
-    return np.concatenate([labeler.predict_proba(images[i:i + 500])["gender"].argmax(1)
-                           for i in range(0, len(images), 500)])
+    from fairray.debias.latent import label_images
+
+    return label_images(images, labeler, ["gender"])["gender"]
 
 
 def summary(rows: list[dict]) -> dict:

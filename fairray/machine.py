@@ -7,7 +7,6 @@ native bf16) runs other kernels on AMX, AVX512-BF16 and fp32-only CPUs, so resul
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import os
 import platform
@@ -74,8 +73,8 @@ def keep_freed_memory() -> bool:
     1 GB trim threshold make the speed the fast one every time (bf16 attrclf on 2 cores: 4,400-4,600 -> 7,000-7,500
     img/s; benchmarks/RESULTS.md); the cost is that a process keeps up to 1 GB of freed heap. False where the C
     library has no mallopt (macOS, musl)."""
-    libc = ctypes.util.find_library("c")
-    mallopt = getattr(ctypes.CDLL(libc), "mallopt", None) if libc else None
+    # the process's own symbols include its C library's: no library search (find_library runs ldconfig) at start-up
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None) if os.name == "posix" else None
     if mallopt is None:
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
