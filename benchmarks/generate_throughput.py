@@ -2,8 +2,8 @@
 
   (a) naive loop as the seeds do it (FairFace Generator): G forward per batch of 64, each image saved as a PNG file;
   (b) the bare generator on pre-made latents at its best batch size (no encoding, no writing);
-  (c) `fairray generate` (Ray Data: latents -> generator actor pool -> canonical Parquet with PNG bytes and
-      latents), end to end (Ray start-up included) and in steady state (rows after the first batch left an actor /
+  (c) `fairray generate` (Ray Data: latents -> generator actor pool -> canonical Parquet with PNG bytes, or raw
+      .npy pixels with --image-format npy, and latents), end to end (Ray start-up included) and in steady state (rows after the first batch left an actor /
       time from then to the last batch).
 
     python benchmarks/generate_throughput.py --checkpoint runs/.../checkpoint_... --n 10000,100000
@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 from pipeline_clock import batches, steady_state
 
+from fairray.machine import cpu_description, keep_freed_memory
 from fairray.models.generator_io import load_generator, to_images
 
 BASELINE_N = 5_000
@@ -59,7 +60,7 @@ def bare(G, z_dim: int, n: int, device: str) -> tuple[float, int]:
     return best
 
 
-def pipeline_run(checkpoint: Path, n: int, device: str, batch_size: int) -> dict:
+def pipeline_run(checkpoint: Path, n: int, device: str, batch_size: int, image_format: str) -> dict:
     from fairray.generate import generate
     from fairray.ray_env import init_ray
 
@@ -68,7 +69,8 @@ def pipeline_run(checkpoint: Path, n: int, device: str, batch_size: int) -> dict
         timings.mkdir()
         t0 = time.time()
         init_ray(dashboard=False)  # as `fairray generate` starts it
-        generate(checkpoint, n, Path(d) / "out", batch_size=batch_size, device=device, timings=timings)
+        generate(checkpoint, n, Path(d) / "out", batch_size=batch_size, device=device, timings=timings,
+                 image_format=image_format)
         t_end = time.time()
         steady, first, last = steady_state(timings)
         n_batches = len(batches(timings))
@@ -83,12 +85,15 @@ def main() -> None:
     ap.add_argument("--n", default="10000,100000")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--batch-size", type=int, default=500)
+    ap.add_argument("--image-format", default="png", help="comma-separated: png, npy (raw pixels)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/generate_throughput.json"))
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)  # one pipeline run of n rows
     args = ap.parse_args()
     if args.child is not None:
-        print(json.dumps(pipeline_run(args.checkpoint, args.child, args.device, args.batch_size)))
+        print(json.dumps(pipeline_run(args.checkpoint, args.child, args.device, args.batch_size,
+                                      args.image_format)))
         return
+    allocator = keep_freed_memory()  # the baselines get the setting fairray's actors run with
     G, cfg = load_generator(args.checkpoint)
     G.to(args.device).train()  # as fairray samples: BatchNorm on batch statistics
     rows = []
@@ -96,18 +101,21 @@ def main() -> None:
         a = naive(G, cfg.z_dim, BASELINE_N, Path(d) / "naive", args.device)
     b, bs = bare(G, cfg.z_dim, BASELINE_N, args.device)
     for n in (int(x) for x in args.n.split(",")):
-        r = subprocess.run([sys.executable, __file__, "--checkpoint", str(args.checkpoint), "--device", args.device,
-                            "--batch-size", str(args.batch_size), "--child", str(n)], capture_output=True, text=True)
-        if r.returncode != 0:
-            raise SystemExit(r.stderr[-3000:])
-        c = json.loads(r.stdout.strip().splitlines()[-1])
-        rows.append({"n": n, "naive_img_per_s": round(a), "bare_img_per_s": round(b), "bare_batch": bs,
-                     "pipeline": c, "steady_over_bare": round(c["steady_img_per_s"] / b, 3),
-                     "end_to_end_over_naive": round(c["end_to_end_img_per_s"] / a, 2)})
-        print(json.dumps(rows[-1], indent=1), flush=True)
+        for fmt in args.image_format.split(","):
+            r = subprocess.run([sys.executable, __file__, "--checkpoint", str(args.checkpoint), "--device",
+                                args.device, "--batch-size", str(args.batch_size), "--image-format", fmt,
+                                "--child", str(n)], capture_output=True, text=True)
+            if r.returncode != 0:
+                raise SystemExit(r.stderr[-3000:])
+            c = json.loads(r.stdout.strip().splitlines()[-1])
+            rows.append({"n": n, "image_format": fmt, "naive_img_per_s": round(a), "bare_img_per_s": round(b),
+                         "bare_batch": bs, "pipeline": c, "steady_over_bare": round(c["steady_img_per_s"] / b, 3),
+                         "end_to_end_over_naive": round(c["end_to_end_img_per_s"] / a, 2)})
+            print(json.dumps(rows[-1], indent=1), flush=True)
     report = {"benchmark": "generate_throughput", "model": cfg.model, "resolution": cfg.resolution,
-              "width": cfg.width, "device": args.device, "rows": rows, "machine": platform.node(),
-              "cpus": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d")}
+              "width": cfg.width, "device": args.device, "rows": rows, "baseline_allocator_tuned": allocator,
+              "machine": platform.node(), "cpus": torch.get_num_threads(), "cpu": cpu_description(),
+              "date": time.strftime("%Y-%m-%d")}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
 

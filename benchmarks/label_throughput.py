@@ -130,6 +130,28 @@ def pipeline_run(data: Path, stage: str, labeler: str | None, device: str, batch
             "batches": n_batches, "batch_size": batch_size}
 
 
+def pipeline_child(args: argparse.Namespace, data: Path) -> dict:
+    """One pipeline run in a fresh process (its own Ray driver), twice against a given cluster (the first job
+    there also starts Ray Data's coordinator actors)."""
+    cmd = [sys.executable, __file__, "--stage", args.stage, "--device", args.device,
+           "--batch-size", str(args.batch_size), "--precision", args.precision, "--child", str(data)]
+    if args.labeler:
+        cmd += ["--labeler", args.labeler]
+    if args.actors:
+        cmd += ["--actors", str(args.actors)]
+    env = os.environ | ({"RAY_ADDRESS": args.address} if args.address else {})
+    runs = []
+    for _ in range(2 if args.address else 1):
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if r.returncode != 0:
+            raise SystemExit(r.stderr[-3000:])
+        runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    c = runs[-1]
+    if args.address:
+        c["first_job_on_cluster"] = runs[0]
+    return c
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--stage", choices=("label", "ratio"), default="label")
@@ -140,6 +162,8 @@ def main() -> None:
     ap.add_argument("--actors", type=int, default=None, help="default: from the cluster's resources")
     ap.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                     help="the labeling actors' autocast (RayConfig.precision; auto: bf16 on CUDA and native-bf16 CPUs)")
+    ap.add_argument("--image-format", default="png", help="comma-separated formats of the labeled table's image bytes "
+                    "(png, npy: raw pixels, SynthConfig.image_format); the baselines read the PNGs")
     ap.add_argument("--address", default=None, help="join this running Ray cluster (default: a fresh local Ray)")
     ap.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/<stage>_throughput.json")
     ap.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)  # one pipeline run, JSON to stdout
@@ -173,27 +197,17 @@ def main() -> None:
             images = np.stack([np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in blobs])
             a = naive(blobs, model, size, args.device)
             b, bs, dtype = bare(images, model, size, args.device)
-            cmd = [sys.executable, __file__, "--stage", args.stage, "--device", args.device,
-                   "--batch-size", str(args.batch_size), "--precision", args.precision, "--child", str(data)]
-            if args.labeler:
-                cmd += ["--labeler", args.labeler]
-            if args.actors:
-                cmd += ["--actors", str(args.actors)]
-            env = os.environ | ({"RAY_ADDRESS": args.address} if args.address else {})
-            runs = []
-            for _ in range(2 if args.address else 1):
-                r = subprocess.run(cmd, capture_output=True, text=True, env=env)
-                if r.returncode != 0:
-                    raise SystemExit(r.stderr[-3000:])
-                runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
-            c = runs[-1]
-            if args.address:
-                c["first_job_on_cluster"] = runs[0]
-            rows.append({"n": n, "naive_img_per_s": round(a), "bare_img_per_s": round(b), "bare_batch": bs,
-                         "bare_dtype": dtype, "pipeline": c,
-                         "steady_over_bare": round(c["steady_img_per_s"] / b, 3),
-                         "end_to_end_over_naive": round(c["end_to_end_img_per_s"] / a, 2)})
-            print(json.dumps(rows[-1], indent=1), flush=True)
+            for fmt in args.image_format.split(","):
+                if fmt != "png":  # the same rows and pixels, other bytes
+                    data = Path(d) / f"data-{n}-{fmt}"
+                    synth_dataset.build(SynthConfig(n=n, perc=0, val_frac=0, test_frac=0, resolution=32,
+                                                    image_format=fmt), data, progress=False)
+                c = pipeline_child(args, data)
+                rows.append({"n": n, "image_format": fmt, "naive_img_per_s": round(a), "bare_img_per_s": round(b),
+                             "bare_batch": bs, "bare_dtype": dtype, "pipeline": c,
+                             "steady_over_bare": round(c["steady_img_per_s"] / b, 3),
+                             "end_to_end_over_naive": round(c["end_to_end_img_per_s"] / a, 2)})
+                print(json.dumps(rows[-1], indent=1), flush=True)
     report = {"benchmark": "label_throughput", "stage": args.stage,
               "labeler": args.labeler.split(":")[0] if args.labeler else "ratio classifier", "device": args.device,
               "ray": args.address or "local, started by the command",

@@ -12,17 +12,19 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from fairray.data.table import DATA_DIR, MANIFEST, encode_png, read_manifest, write_manifest
+from fairray.data.table import DATA_DIR, MANIFEST, encode_images, read_manifest, write_manifest
 from fairray.errors import FairrayError
 from fairray.machine import compute_setup
 from fairray.ray_env import actor_pool, init_ray, resolve_device
+
+DEFAULT_FORMAT = {"image_format": "png"}  # outputs written before the option existed
 
 
 class GeneratorActor:
     """Loads the EMA generator once; latents are a function of (seed, row index), so output is deterministic."""
 
     def __init__(self, checkpoint: str, seed: int, device: str, threads: int | None = None,
-                 timings: str | None = None):
+                 timings: str | None = None, image_format: str = "png"):
         import torch
 
         from fairray.data.pipeline import BatchClock
@@ -33,6 +35,7 @@ class GeneratorActor:
         self.G, self.cfg = load_generator(Path(checkpoint))
         self.G.to(device)
         self.checkpoint, self.seed, self.device, self.torch = checkpoint, seed, device, torch
+        self.image_format = image_format
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         from fairray.models.generator_io import to_images
@@ -47,7 +50,7 @@ class GeneratorActor:
         table = pa.table({
             "image_id": [f"gen-{self.cfg.name}-{self.seed}-{int(i):07d}" for i in ids],
             "source": ["generated"] * n, "subset": ["generated"] * n, "split": ["gen"] * n,
-            "image": encode_png(images), "path": pa.nulls(n, pa.string()), "height": [r] * n, "width": [r] * n,
+            "image": encode_images(images, self.image_format), "path": pa.nulls(n, pa.string()), "height": [r] * n, "width": [r] * n,
             "weight": [1.0] * n, "error": pa.nulls(n, pa.string()), "generator": [f"{self.cfg.model}:{self.cfg.name}"] * n,
             "checkpoint": [self.checkpoint] * n, "seed": [self.seed] * n,
             "latent": pa.array(list(z.astype(np.float32)), type=pa.list_(pa.float32())),
@@ -57,9 +60,11 @@ class GeneratorActor:
 
 
 def generate(checkpoint: Path, n: int, out: Path, seed: int = 0, batch_size: int = 500, actors: int | None = None,
-             device: str = "auto", address: str | None = None, timings: Path | None = None) -> dict:
+             device: str = "auto", address: str | None = None, timings: Path | None = None,
+             image_format: str = "png") -> dict:
     """n samples of a checkpoint's EMA generator -> <out> (canonical table + manifest); reused when already there.
-    `actors` default: from the cluster's resources; `timings`: see pipeline.BatchClock."""
+    `actors` default: from the cluster's resources; `timings`: see pipeline.BatchClock; `image_format`: png or npy
+    (raw pixels, see data.table.encode_images)."""
     import ray
 
     from fairray.train.checkpoint import is_complete
@@ -67,10 +72,13 @@ def generate(checkpoint: Path, n: int, out: Path, seed: int = 0, batch_size: int
     if not is_complete(Path(checkpoint)):
         raise FairrayError(f"{checkpoint} is not a complete fairray GAN checkpoint")
     out = Path(out).absolute()  # Ray write tasks run in directories of their own
-    manifest = {"source": "generated", "checkpoint": str(Path(checkpoint).resolve()), "rows": n, "seed": seed}
+    if image_format not in ("png", "npy"):
+        raise FairrayError(f"image format must be png or npy, got {image_format!r}")
+    manifest = {"source": "generated", "checkpoint": str(Path(checkpoint).resolve()), "rows": n, "seed": seed,
+                "image_format": image_format}
     if (out / DATA_DIR).exists():
         done = read_manifest(out) if (out / MANIFEST).is_file() else None
-        if done is not None and {k: done.get(k) for k in manifest} == manifest:
+        if done is not None and {k: done.get(k, DEFAULT_FORMAT.get(k)) for k in manifest} == manifest:
             return done  # a re-submitted job reuses its finished output
         if done is not None:
             raise FairrayError(f"{out} holds other samples ({done.get('rows')} rows, seed {done.get('seed')} from "
@@ -82,7 +90,8 @@ def generate(checkpoint: Path, n: int, out: Path, seed: int = 0, batch_size: int
     ds = ray.data.range(n).map_batches(
         GeneratorActor, fn_constructor_kwargs={"checkpoint": str(Path(checkpoint).resolve()), "seed": seed,
                                                "device": dev, "threads": threads,
-                                               "timings": str(timings) if timings else None},
+                                               "timings": str(timings) if timings else None,
+                                               "image_format": image_format},
         batch_size=batch_size, batch_format="numpy", num_cpus=cpus, num_gpus=1 if dev == "cuda" else 0,
         compute=ray.data.ActorPoolStrategy(size=n_actors))
     ds.write_parquet(str(out / DATA_DIR))

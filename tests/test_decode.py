@@ -9,6 +9,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from fairray.data.decode import decode_batch, decode_image, probe_image, resize_images
+from fairray.data.table import encode_npy
 
 RNG = np.random.default_rng(0)
 
@@ -185,3 +186,32 @@ def test_decode_batch_keeps_every_row(size):
     assert failed.sum() == len(blobs) // 2  # exactly the bad half
     assert not pixels[failed].any()  # failed rows are all-zero images
     assert pixels[~failed].reshape(int((~failed).sum()), -1).any(axis=1).sum() > 0
+
+
+def npy(a: np.ndarray, **kw) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, a, **kw)
+    return buf.getvalue()
+
+
+def test_raw_npy_images_decode_like_their_pngs_and_bad_ones_have_a_reason():
+    images = RNG.integers(0, 256, (4, 24, 32, 3), dtype=np.uint8)
+    raw = encode_npy(images)
+    assert raw[0] == npy(images[0])  # NumPy's own .npy format, readable with np.load
+    assert [probe_image(b) for b in raw] == [(32, 24, None)] * 4
+    for size in (24, 48):
+        want, _ = decode_batch([encode(Image.fromarray(im), "PNG") for im in images], size)
+        got, errors = decode_batch(raw, size)
+        assert errors == [None] * 4 and np.array_equal(got, want)
+    bad = {"truncated": raw[0][:-1], "too long": raw[0] + b"\0", "header only": raw[0][:9],
+           "float": npy(images[0].astype(np.float32)), "grey": npy(images[0, :, :, 0]),
+           "fortran": npy(np.asfortranarray(images[0])), "pickle": npy(np.array([{"a": 1}]), allow_pickle=True),
+           "bad header": raw[0][:10] + b"{'descr': '|u1', 'fortran_order': False, 'shape': (24, oops)}" + b" " * 6}
+    failed = {k: decode_image(b) for k, b in bad.items()}
+    assert [k for k, (img, err) in failed.items() if img is not None or not err] == []
+    assert failed["float"][1] == "not an image: npy array must be uint8 (H, W, 3) in C order, got float32 (24, 32, 3)"
+    assert failed["truncated"][1] == "corrupt or truncated image: npy body has 2303 bytes for 32x24x3"
+    assert decode_image(raw[0], max_pixels=100)[1] == "image too large: 32x24 > 100 pixels"
+    pixels, errors = decode_batch([*bad.values(), *raw], 24)  # a batch keeps every row, good and bad
+    assert [e is None for e in errors] == [False] * len(bad) + [True] * 4
+    assert np.array_equal(pixels[len(bad):], decode_batch(raw, 24)[0]) and not pixels[:len(bad)].any()

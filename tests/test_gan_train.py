@@ -1,5 +1,6 @@
 """Ray Train DDP GAN: 2 workers on CPU, a killed worker, resume by re-running, rank-0 MLflow metrics."""
 
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
@@ -8,6 +9,7 @@ from typer.testing import CliRunner
 from fairray.cli import app
 from fairray.config import GanConfig, SynthConfig
 from fairray.data import synth_dataset
+from fairray.data.decode import decode_column
 from fairray.data.table import read_table
 from fairray.errors import FairrayError
 from fairray.generate import generate
@@ -66,16 +68,20 @@ def test_run_logs_rank0_ticks_to_mlflow_and_reuses_the_run(ray_local, dataset, t
     # generation through Ray Data: canonical rows with latents, deterministic in the seed
     ckpt = m["checkpoint"]
     generate(ckpt, 96, tmp_path / "gen", seed=3)
-    generate(ckpt, 96, tmp_path / "gen2", seed=3)
+    generate(ckpt, 96, tmp_path / "gen2", seed=3, image_format="npy")  # raw pixels: the same images
     rows = read_table(tmp_path / "gen").sort_values("image_id").reset_index(drop=True)
     again = read_table(tmp_path / "gen2").sort_values("image_id").reset_index(drop=True)
     assert len(rows) == 96 and rows.image_id.is_unique and len(rows.latent.iloc[0]) == cfg.z_dim
     assert rows.latent.map(list).tolist() == again.latent.map(list).tolist()
+    assert all(b.startswith(b"\x93NUMPY") for b in again.image)
+    assert np.array_equal(decode_column(rows.image)[0], decode_column(again.image)[0])
     assert set(rows.generator) == {"dcgan:tracked"} and rows.error.isna().all()
     # a re-submitted generation job reuses its finished output; other samples into the same dir are refused
     assert generate(ckpt, 96, tmp_path / "gen", seed=3)["rows"] == 96
     with pytest.raises(FairrayError, match="holds other samples"):
         generate(ckpt, 96, tmp_path / "gen", seed=4)
+    with pytest.raises(FairrayError, match="holds other samples"):
+        generate(ckpt, 96, tmp_path / "gen", seed=3, image_format="npy")
     res = CliRunner().invoke(app, ["evaluate", ckpt, "--labeler", f"attrclf:{attrclf_trained[0]}", "--n", "200",
                                    "--reference", str(dataset), "--repeats", "2"])
     assert res.exit_code == 0, res.output

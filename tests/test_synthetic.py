@@ -94,3 +94,16 @@ def test_ambiguity_outside_its_range_is_one_line():
         SynthConfig(ambiguity={"Smiling": 1.5})
     with pytest.raises(ValueError):
         SynthConfig(ambiguity={"gender": 0.2})
+
+
+def test_raw_npy_set_holds_the_png_sets_pixels_and_its_folder_holds_pngs(tmp_path):
+    cfg = SynthConfig(n=30, perc=0.5, seed=5, image_folder=True)
+    png = synth_dataset.build(cfg, tmp_path / "png", progress=False)
+    raw = synth_dataset.build(cfg.model_copy(update={"image_format": "npy"}), tmp_path / "npy", progress=False)
+    assert raw["fingerprint"] == png["fingerprint"] and raw["config"]["image_format"] == "npy"
+    a, b = read_table(tmp_path / "png"), read_table(tmp_path / "npy")
+    assert a.drop(columns="image").equals(b.drop(columns="image"))
+    assert all(blob.startswith(b"\x93NUMPY") for blob in b.image)
+    assert np.array_equal(decode_column(a.image)[0], decode_column(b.image)[0])
+    assert sorted(p.read_bytes() for p in (tmp_path / "npy" / "images").rglob("*.png")) == \
+        sorted(p.read_bytes() for p in (tmp_path / "png" / "images").rglob("*.png"))

@@ -83,6 +83,8 @@ def generate(
     actors: Annotated[int | None, typer.Option(help="Generator actors (one GPU each with --device cuda); "
                                                     "default: from the cluster's resources.")] = None,
     address: Annotated[str | None, typer.Option(help="Ray address (default $RAY_ADDRESS or a local Ray).")] = None,
+    image_format: Annotated[str, typer.Option(help="png, or npy: raw uint8 pixels, ~10x faster to label and load "
+                                                   "(fairray and NumPy read them, image viewers do not).")] = "png",
     out: OutOpt = None,
 ) -> None:
     """Sample N faces from a checkpoint through Ray Data actors into the canonical table (with latents).
@@ -94,11 +96,14 @@ def generate(
         raise FairrayError("--n must be at least 1")
     if actors is not None and actors < 1:
         raise FairrayError("--actors must be at least 1")
+    if image_format not in ("png", "npy"):
+        raise FairrayError(f"--image-format must be png or npy, got {image_format!r}")
     from fairray.ray_env import init_ray
 
     out = default_out("generate", out)
     init_ray(address, dashboard=False)  # Ray Data only: a dashboard would add ~4 s of start-up
-    run_generate(checkpoint, n, out, seed=seed, device=device, actors=actors, address=address)
+    run_generate(checkpoint, n, out, seed=seed, device=device, actors=actors, address=address,
+                 image_format=image_format)
     out_console.print(f"wrote {n:,} samples to {out / 'data'}; label them with `fairray label {out} --labeler ...`")
 
 

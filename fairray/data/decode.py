@@ -1,5 +1,8 @@
 """Robust image decoding: any mode to RGB, EXIF orientation applied, bad input -> a reason, never an exception.
 
+Besides the raster formats below, an image may be a NumPy `.npy` array of uint8 (H, W, 3) pixels: the raw format
+fairray can write for images it renders itself (`fairray synth --set image_format=npy`), read without a codec.
+
 Real face datasets hold a few broken files (truncated downloads, HTML error pages saved as .jpg, CMYK or
 16-bit scans); one of them must cost one row its pixels, never a whole Ray task. `ImageFile.LOAD_TRUNCATED_IMAGES`
 stays off on purpose: a truncated file is reported, not padded with grey.
@@ -7,6 +10,7 @@ stays off on purpose: a truncated file is reported, not padded with grey.
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import warnings
@@ -21,6 +25,7 @@ from fairray.errors import FairrayError
 # "recognising" random bytes and keeps their parsers off untrusted input (JPEG covers MPO camera files).
 FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+NPY_MAGIC = b"\x93NUMPY"
 _CHUNK = 512  # rows decode_column decodes (at native size) before resizing them together
 
 
@@ -61,6 +66,9 @@ def probe_image(data: bytes | None, max_pixels: int | None = None) -> tuple[int 
     """
     if not data:
         return None, None, "empty file"
+    if data.startswith(NPY_MAGIC):
+        shape, _, err = _npy_header(data, max_pixels)
+        return (None, None, err) if err else (shape[1], shape[0], None)
     try:
         im = _open(data)
         w, h = im.size
@@ -91,6 +99,9 @@ def decode_image(data: bytes | None, size: int | None = None, max_pixels: int = 
 def _decode_native(data: bytes | None, max_pixels: int) -> tuple[np.ndarray | None, str | None]:
     if not data:
         return None, "empty file"
+    if data.startswith(NPY_MAGIC):
+        shape, offset, err = _npy_header(data, max_pixels)
+        return (None, err) if err else (np.frombuffer(data, np.uint8, offset=offset).reshape(shape), None)
     try:
         im = _open(data)
         if err := _check_size(*im.size, max_pixels):
@@ -105,6 +116,41 @@ def _decode_native(data: bytes | None, max_pixels: int) -> tuple[np.ndarray | No
         return np.asarray(im, dtype=np.uint8), None
     except Exception as e:  # any parser failure is a bad row, never a crash
         return None, _reason(e, data)
+
+
+def _npy_header(data: bytes, max_pixels: int | None) -> tuple[tuple[int, ...], int, str | None]:
+    """(shape, offset of the pixels, None) of an .npy image, or ((), 0, reason): uint8 (H, W, 3) in C order, body
+    exactly as long as the header says. NumPy's own header parser reads it (no pickle is ever loaded), once per
+    distinct header: a dataset of one size parses one."""
+    if data[6:8] == b"\x01\x00" and len(data) >= 10:
+        offset = 10 + int.from_bytes(data[8:10], "little")
+    elif data[6:8] == b"\x02\x00" and len(data) >= 12:
+        offset = 12 + int.from_bytes(data[8:12], "little")
+    else:
+        return (), 0, "corrupt or truncated image: npy header: unsupported version or truncated"
+    shape, err = _npy_shape(data[:offset], max_pixels)
+    if err is None and len(data) - offset != int(np.prod(shape)):
+        h, w = shape[:2]
+        return (), 0, f"corrupt or truncated image: npy body has {len(data) - offset} bytes for {w}x{h}x3"
+    return (shape, offset, None) if err is None else ((), 0, err)
+
+
+@functools.lru_cache(maxsize=64)
+def _npy_shape(header: bytes, max_pixels: int | None) -> tuple[tuple[int, ...], str | None]:
+    f = io.BytesIO(header)
+    try:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(f)
+    except Exception as e:  # any parser failure is a bad row, never a crash
+        return (), f"corrupt or truncated image: npy header: {(str(e).splitlines() or [''])[0][:200]}"
+    if dtype != np.uint8 or len(shape) != 3 or shape[2] != 3 or fortran:
+        return (), (f"not an image: npy array must be uint8 (H, W, 3) in C order, got {dtype} {tuple(shape)}"
+                    f"{' in Fortran order' if fortran else ''}")
+    h, w = shape[0], shape[1]
+    if err := _check_size(w, h, max_pixels if max_pixels is not None else w * h):
+        return (), err
+    return tuple(shape), None
 
 
 def resize_images(images: np.ndarray, size: int) -> np.ndarray:

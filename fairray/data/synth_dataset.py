@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from fairray.config import SynthConfig
 from fairray.data.bias import BiasSpec, reference_spec, sample_attributes
 from fairray.data.synthetic import ambiguous_cues, render_chunked, sample_nuisance
-from fairray.data.table import ShardWriter, encode_png, write_manifest
+from fairray.data.table import ShardWriter, encode_images, encode_png, write_manifest
 
 SOURCE = "synthfaces"
 LABELER = "synthfaces-exact"
@@ -69,7 +69,7 @@ def build(cfg: SynthConfig, out: Path, progress: bool = True) -> dict:
             for start in range(0, part.n, cfg.shard_rows):
                 shard = rows.iloc[start:start + cfg.shard_rows].reset_index(drop=True)
                 images = render_chunked(shard, cfg.resolution).numpy()
-                shard["image"] = encode_png(images)
+                shard["image"] = encode_images(images, cfg.image_format)
                 shard["path"] = None
                 shard["height"] = shard["width"] = cfg.resolution
                 shard["labeler"] = LABELER
@@ -77,8 +77,9 @@ def build(cfg: SynthConfig, out: Path, progress: bool = True) -> dict:
                 shard["error"] = None
                 shard["seed"] = cfg.seed
                 digest.update(images.tobytes())
-                if cfg.image_folder:
-                    folder_rows.append(_write_images(out, shard))
+                if cfg.image_folder:  # files for image viewers: PNG whatever the table holds
+                    png = shard if cfg.image_format == "png" else shard.assign(image=encode_png(images))
+                    folder_rows.append(_write_images(out, png))
                 writer.write(shard)
                 bar.update(len(shard))
     manifest = {
