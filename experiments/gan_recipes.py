@@ -396,8 +396,9 @@ def figure(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    grids = {(r["setting"], r["recipe"], r["mode"], r["kimg"]): r["grid_png"] for r in rows
-             if "grid_png" in r and r["device"] != "cpu"}
+    # a GPU run's grid where the same job also ran on CPU (the study's main table), else the CPU one
+    grids = {(r["setting"], r["recipe"], r["mode"], r["kimg"]): r["grid_png"]
+             for r in sorted(rows, key=lambda r: r["device"] != "cpu") if "grid_png" in r}
     keys = sorted({k[:3] for k in grids})
     kimgs = sorted({k[3] for k in grids})
     if not keys:
