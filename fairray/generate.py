@@ -15,7 +15,7 @@ import pyarrow as pa
 from fairray.data.table import DATA_DIR, MANIFEST, encode_images, read_manifest, write_manifest
 from fairray.errors import FairrayError
 from fairray.machine import compute_setup
-from fairray.ray_env import actor_pool, init_ray, resolve_device
+from fairray.ray_env import actor_pool, init_ray, model_actors, resolve_device
 
 DEFAULT_FORMAT = {"image_format": "png"}  # outputs written before the option existed
 
@@ -93,7 +93,7 @@ def generate(checkpoint: Path, n: int, out: Path, seed: int = 0, batch_size: int
                                                "timings": str(timings) if timings else None,
                                                "image_format": image_format},
         batch_size=batch_size, batch_format="numpy", num_cpus=cpus, num_gpus=1 if dev == "cuda" else 0,
-        compute=ray.data.ActorPoolStrategy(size=n_actors))
+        compute=model_actors(n_actors))
     ds.write_parquet(str(out / DATA_DIR))
     write_manifest(out, manifest)
     return manifest

@@ -134,3 +134,25 @@ def test_label_errors_are_user_errors(tmp_path, biased):
     with pytest.raises(FairrayError, match="unknown labeler kind"):
         label(LabelConfig(dataset=str(biased), labeler="magic:x"), tmp_path / "o")
     assert shard_paths(biased)
+
+
+def test_model_stages_run_their_udf_on_the_actors_own_thread(ray_local):
+    """Ray Data runs an actor's UDF on a second thread by default, where torch ran 25-40% slower than on the
+    thread it was set up on (RESULTS.md); fairray's model stages (`ray_env.model_actors`) use the actor's own."""
+    import threading
+
+    from fairray.ray_env import model_actors
+
+    class ThreadProbe:  # defined here so that Ray pickles it by value
+        def __init__(self):
+            self.init_thread = threading.get_ident()
+
+        def __call__(self, batch: dict) -> dict:
+            return batch | {"same_thread": np.full(len(batch["id"]), threading.get_ident() == self.init_thread)}
+
+    def same_thread(compute) -> list[bool]:
+        ds = ray_local.data.range(8).map_batches(ThreadProbe, batch_size=4, num_cpus=0.5, compute=compute)
+        return ds.to_pandas().same_thread.tolist()
+
+    assert same_thread(model_actors(1)) == [True] * 8
+    assert same_thread(ray_local.data.ActorPoolStrategy(size=1)) == [False] * 8  # Ray's default, for contrast

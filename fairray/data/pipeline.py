@@ -25,7 +25,7 @@ from fairray.errors import FairrayError
 from fairray.labelers.base import Head
 from fairray.labelers.registry import absolute_spec, input_size, load_labeler
 from fairray.machine import compute_setup, resolve_precision
-from fairray.ray_env import actor_pool, init_ray, resolve_device
+from fairray.ray_env import actor_pool, init_ray, model_actors, resolve_device
 
 log = logging.getLogger("fairray.data")
 
@@ -157,7 +157,7 @@ def label(cfg: LabelConfig, out: Path, timings: Path | None = None, stamps: dict
         "threads": threads, "timings": str(timings) if timings else None,
         "precision": cfg.ray.precision},  # "auto" resolves on the actor's machine, which may not be the driver's
         batch_format="pyarrow", batch_size=cfg.batch_size, num_gpus=1 if device == "cuda" else 0, num_cpus=cpus,
-        compute=ray.data.ActorPoolStrategy(size=n_actors))
+        compute=model_actors(n_actors))
     if (out / DATA_DIR).exists():
         raise FairrayError(f"{out / DATA_DIR} exists; choose a new --out")
     ds.write_parquet(str(out / DATA_DIR))

@@ -290,7 +290,7 @@ def weight_pass(dataset: Path, out: Path, state: dict, calib: dict, clip_max: fl
     pipeline.BatchClock."""
     import ray
 
-    from fairray.ray_env import actor_pool, init_ray
+    from fairray.ray_env import actor_pool, init_ray, model_actors
 
     init_ray(address)
     n_actors, cpus, threads = actor_pool("cpu")  # the ratio classifier is small: CPU actors
@@ -302,7 +302,7 @@ def weight_pass(dataset: Path, out: Path, state: dict, calib: dict, clip_max: fl
         ds = ds.map_batches(WeightActor, fn_constructor_kwargs={
             "state": state, "calib": calib, "clip_max": clip_max, "size": state["resolution"],
             "threads": threads, "timings": str(timings) if timings else None},
-            batch_format="pyarrow", batch_size=512, num_cpus=cpus, compute=ray.data.ActorPoolStrategy(size=n_actors))
+            batch_format="pyarrow", batch_size=512, num_cpus=cpus, compute=model_actors(n_actors))
         ds.write_parquet(str(Path(out).absolute() / DATA_DIR))  # write tasks run in directories of their own
     finally:
         data_ctx.enable_progress_bars = bars  # the process's other pipelines keep their setting
