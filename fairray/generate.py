@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from fairray.data.table import DATA_DIR, MANIFEST, encode_images, read_manifest, write_manifest
+from fairray.data.table import DATA_DIR, IMAGE_FORMATS, MANIFEST, encode_images, read_manifest, write_manifest
 from fairray.errors import FairrayError
 from fairray.machine import compute_setup
 from fairray.ray_env import actor_pool, init_ray, model_actors, resolve_device
@@ -72,8 +72,8 @@ def generate(checkpoint: Path, n: int, out: Path, seed: int = 0, batch_size: int
     if not is_complete(Path(checkpoint)):
         raise FairrayError(f"{checkpoint} is not a complete fairray GAN checkpoint")
     out = Path(out).absolute()  # Ray write tasks run in directories of their own
-    if image_format not in ("png", "npy"):
-        raise FairrayError(f"image format must be png or npy, got {image_format!r}")
+    if image_format not in IMAGE_FORMATS:
+        raise FairrayError(f"image format must be one of {', '.join(IMAGE_FORMATS)}, got {image_format!r}")
     manifest = {"source": "generated", "checkpoint": str(Path(checkpoint).resolve()), "rows": n, "seed": seed,
                 "image_format": image_format}
     if (out / DATA_DIR).exists():

@@ -87,15 +87,13 @@ def actor_pool(device: str, actors: int | None = None) -> tuple[int, float, int 
     return n, 0.5, max(1, cpus // n)
 
 
-def model_actors(n: int):
+def model_actors(n: int) -> ray.data.ActorPoolStrategy:
     """The ActorPoolStrategy of a Ray Data model stage: n actors, each running its UDF on the actor's own task
     thread. By default Ray Data wraps an actor's UDF in a one-thread executor (to overlap batching with it); torch
     runs 25-40% slower on that second thread than on the thread it was set up on (the attrclf's forward pass on 256
     images: 35 -> 49 ms; conv, batch norm and copies alike; benchmarks/RESULTS.md), which cost the labeling
     pipeline more than the overlap gained. At one call per actor (Ray's default concurrency) this is still one UDF
     call at a time."""
-    import ray
-
     return ray.data.ActorPoolStrategy(size=n, enable_true_multi_threading=True)
 
 

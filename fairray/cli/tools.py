@@ -90,14 +90,15 @@ def generate(
     """Sample N faces from a checkpoint through Ray Data actors into the canonical table (with latents).
 
     Re-running with the same --out, checkpoint, n and seed reuses the finished output."""
+    from fairray.data.table import IMAGE_FORMATS
     from fairray.generate import generate as run_generate
 
     if n < 1:
         raise FairrayError("--n must be at least 1")
     if actors is not None and actors < 1:
         raise FairrayError("--actors must be at least 1")
-    if image_format not in ("png", "npy"):
-        raise FairrayError(f"--image-format must be png or npy, got {image_format!r}")
+    if image_format not in IMAGE_FORMATS:  # before Ray starts
+        raise FairrayError(f"--image-format must be one of {', '.join(IMAGE_FORMATS)}, got {image_format!r}")
     from fairray.ray_env import init_ray
 
     out = default_out("generate", out)

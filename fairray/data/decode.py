@@ -36,9 +36,13 @@ def _open(data: bytes) -> Image.Image:
         return Image.open(io.BytesIO(data), formats=FORMATS)
 
 
+def _first_line(e: BaseException) -> str:
+    return (str(e).splitlines() or [""])[0][:200]
+
+
 def _reason(e: BaseException, data: bytes) -> str:
     """An exception from PIL (or a plugin) in words a dataset report can show."""
-    msg = (str(e).splitlines() or [""])[0][:200]
+    msg = _first_line(e)
     if isinstance(e, UnidentifiedImageError):
         if data[:8] == PNG_SIGNATURE and len(data) >= 24:  # PIL rejects a 0-pixel IHDR as "not a PNG"
             w, h = struct.unpack(">II", data[16:24])
@@ -143,7 +147,7 @@ def _npy_shape(header: bytes, max_pixels: int | None) -> tuple[tuple[int, ...], 
         read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, fortran, dtype = read(f)
     except Exception as e:  # any parser failure is a bad row, never a crash
-        return (), f"corrupt or truncated image: npy header: {(str(e).splitlines() or [''])[0][:200]}"
+        return (), f"corrupt or truncated image: npy header: {_first_line(e)}"
     if dtype != np.uint8 or len(shape) != 3 or shape[2] != 3 or fortran:
         return (), (f"not an image: npy array must be uint8 (H, W, 3) in C order, got {dtype} {tuple(shape)}"
                     f"{' in Fortran order' if fortran else ''}")

@@ -42,9 +42,12 @@ def encode_npy(images: np.ndarray) -> list[bytes]:
     return [header.getvalue() + np.ascontiguousarray(im).tobytes() for im in images] if len(images) else []
 
 
+IMAGE_FORMATS = {"png": encode_png, "npy": encode_npy}  # the `image` column's encodings fairray writes
+
+
 def encode_images(images: np.ndarray, image_format: str) -> list[bytes]:
     """uint8 (N, H, W, 3) -> bytes per image in the table's `image` column: "png" or "npy" (raw pixels)."""
-    return encode_npy(images) if image_format == "npy" else encode_png(images)
+    return IMAGE_FORMATS[image_format](images)
 
 
 class ShardWriter:
