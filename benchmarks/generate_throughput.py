@@ -60,7 +60,8 @@ def bare(G, z_dim: int, n: int, device: str) -> tuple[float, int]:
     return best
 
 
-def pipeline_run(checkpoint: Path, n: int, device: str, batch_size: int, image_format: str) -> dict:
+def pipeline_run(checkpoint: Path, n: int, device: str, batch_size: int, image_format: str,
+                 actors: int | None) -> dict:
     from fairray.generate import generate
     from fairray.ray_env import init_ray
 
@@ -70,7 +71,7 @@ def pipeline_run(checkpoint: Path, n: int, device: str, batch_size: int, image_f
         t0 = time.time()
         init_ray(dashboard=False)  # as `fairray generate` starts it
         generate(checkpoint, n, Path(d) / "out", batch_size=batch_size, device=device, timings=timings,
-                 image_format=image_format)
+                 image_format=image_format, actors=actors)
         t_end = time.time()
         steady, first, last = steady_state(timings)
         n_batches = len(batches(timings))
@@ -86,12 +87,15 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--image-format", default="png", help="comma-separated: png, npy (raw pixels)")
+    ap.add_argument("--actors", default="", help="comma-separated actor counts to compare in the same run, e.g. 1,2 "
+                    "(default: the pool fairray picks from the cluster's resources)")
+    ap.add_argument("--repeats", type=int, default=1, help="pipeline runs per format and actor count, interleaved")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/generate_throughput.json"))
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)  # one pipeline run of n rows
     args = ap.parse_args()
     if args.child is not None:
         print(json.dumps(pipeline_run(args.checkpoint, args.child, args.device, args.batch_size,
-                                      args.image_format)))
+                                      args.image_format, int(args.actors) if args.actors else None)))
         return
     allocator = keep_freed_memory()  # the baselines get the setting fairray's actors run with
     G, cfg = load_generator(args.checkpoint)
@@ -101,17 +105,21 @@ def main() -> None:
         a = naive(G, cfg.z_dim, BASELINE_N, Path(d) / "naive", args.device)
     b, bs = bare(G, cfg.z_dim, BASELINE_N, args.device)
     for n in (int(x) for x in args.n.split(",")):
-        for fmt in args.image_format.split(","):
-            r = subprocess.run([sys.executable, __file__, "--checkpoint", str(args.checkpoint), "--device",
-                                args.device, "--batch-size", str(args.batch_size), "--image-format", fmt,
-                                "--child", str(n)], capture_output=True, text=True)
-            if r.returncode != 0:
-                raise SystemExit(r.stderr[-3000:])
-            c = json.loads(r.stdout.strip().splitlines()[-1])
-            rows.append({"n": n, "image_format": fmt, "naive_img_per_s": round(a), "bare_img_per_s": round(b),
-                         "bare_batch": bs, "pipeline": c, "steady_over_bare": round(c["steady_img_per_s"] / b, 3),
-                         "end_to_end_over_naive": round(c["end_to_end_img_per_s"] / a, 2)})
-            print(json.dumps(rows[-1], indent=1), flush=True)
+        for repeat in range(args.repeats):
+            for fmt in args.image_format.split(","):
+                for actors in [int(x) for x in args.actors.split(",") if x] or [None]:
+                    r = subprocess.run([sys.executable, __file__, "--checkpoint", str(args.checkpoint), "--device",
+                                        args.device, "--batch-size", str(args.batch_size), "--image-format", fmt,
+                                        *(["--actors", str(actors)] if actors else []), "--child", str(n)],
+                                       capture_output=True, text=True)
+                    if r.returncode != 0:
+                        raise SystemExit(r.stderr[-3000:])
+                    c = json.loads(r.stdout.strip().splitlines()[-1])
+                    rows.append({"n": n, "image_format": fmt, "actors": actors or "default", "repeat": repeat,
+                                 "naive_img_per_s": round(a), "bare_img_per_s": round(b), "bare_batch": bs,
+                                 "pipeline": c, "steady_over_bare": round(c["steady_img_per_s"] / b, 3),
+                                 "end_to_end_over_naive": round(c["end_to_end_img_per_s"] / a, 2)})
+                    print(json.dumps(rows[-1], indent=1), flush=True)
     report = {"benchmark": "generate_throughput", "model": cfg.model, "resolution": cfg.resolution,
               "width": cfg.width, "device": args.device, "rows": rows, "baseline_allocator_tuned": allocator,
               "machine": platform.node(), "cpus": torch.get_num_threads(), "cpu": cpu_description(),

@@ -110,7 +110,8 @@ def pipeline_run(data: Path, stage: str, labeler: str | None, device: str, batch
         else:
             state, calib = ratio_model()
             init_ray(dashboard=False)
-            weight_pass(data, Path(d) / "weighted", state, calib, clip_max=1e9, progress=False, timings=timings)
+            weight_pass(data, Path(d) / "weighted", state, calib, clip_max=1e9, progress=False, timings=timings,
+                        actors=actors)
             stamps = {"done": time.time()}
             n = len(read_table(Path(d) / "weighted", columns=["weight"]))
         steady, first, last = steady_state(timings)
@@ -130,15 +131,15 @@ def pipeline_run(data: Path, stage: str, labeler: str | None, device: str, batch
             "batches": n_batches, "batch_size": batch_size}
 
 
-def pipeline_child(args: argparse.Namespace, data: Path) -> dict:
+def pipeline_child(args: argparse.Namespace, data: Path, actors: int | None) -> dict:
     """One pipeline run in a fresh process (its own Ray driver), twice against a given cluster (the first job
-    there also starts Ray Data's coordinator actors)."""
+    there also starts Ray Data's coordinator actors). actors None: the pool fairray picks."""
     cmd = [sys.executable, __file__, "--stage", args.stage, "--device", args.device,
            "--batch-size", str(args.batch_size), "--precision", args.precision, "--child", str(data)]
     if args.labeler:
         cmd += ["--labeler", args.labeler]
-    if args.actors:
-        cmd += ["--actors", str(args.actors)]
+    if actors:
+        cmd += ["--actors", str(actors)]
     env = os.environ | ({"RAY_ADDRESS": args.address} if args.address else {})
     runs = []
     for _ in range(2 if args.address else 1):
@@ -159,7 +160,10 @@ def main() -> None:
     ap.add_argument("--n", default="10000,100000", help="comma-separated dataset sizes")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--batch-size", type=int, default=LabelConfig.model_fields["batch_size"].default)
-    ap.add_argument("--actors", type=int, default=None, help="default: from the cluster's resources")
+    ap.add_argument("--actors", default="", help="comma-separated actor counts to compare in the same "
+                    "run, e.g. 1,2 (default: the pool fairray picks from the cluster's resources)")
+    ap.add_argument("--repeats", type=int, default=1, help="pipeline runs per format and actor count, interleaved "
+                    "(the VM's speed drifts by 10%% within minutes)")
     ap.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                     help="the labeling actors' autocast (RayConfig.precision; auto: bf16 on CUDA and native-bf16 CPUs)")
     ap.add_argument("--image-format", default="png", help="comma-separated formats of the labeled table's image bytes "
@@ -170,7 +174,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.child is not None:
         print(json.dumps(pipeline_run(args.child, args.stage, args.labeler, args.device, args.batch_size,
-                                      args.actors, args.precision)))
+                                      int(args.actors) if args.actors else None, args.precision)))
         return
     if args.stage == "label":
         if args.labeler is None:
@@ -197,17 +201,24 @@ def main() -> None:
             images = np.stack([np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in blobs])
             a = naive(blobs, model, size, args.device)
             b, bs, dtype = bare(images, model, size, args.device)
+            formats = {}
             for fmt in args.image_format.split(","):
                 if fmt != "png":  # the same rows and pixels, other bytes
-                    data = Path(d) / f"data-{n}-{fmt}"
+                    formats[fmt] = Path(d) / f"data-{n}-{fmt}"
                     synth_dataset.build(SynthConfig(n=n, perc=0, val_frac=0, test_frac=0, resolution=32,
-                                                    image_format=fmt), data, progress=False)
-                c = pipeline_child(args, data)
-                rows.append({"n": n, "image_format": fmt, "naive_img_per_s": round(a), "bare_img_per_s": round(b),
-                             "bare_batch": bs, "bare_dtype": dtype, "pipeline": c,
-                             "steady_over_bare": round(c["steady_img_per_s"] / b, 3),
-                             "end_to_end_over_naive": round(c["end_to_end_img_per_s"] / a, 2)})
-                print(json.dumps(rows[-1], indent=1), flush=True)
+                                                    image_format=fmt), formats[fmt], progress=False)
+                else:
+                    formats[fmt] = data
+            for repeat in range(args.repeats):
+                for fmt, path in formats.items():
+                    for actors in [int(a) for a in args.actors.split(",") if a] or [None]:
+                        c = pipeline_child(args, path, actors)
+                        rows.append({"n": n, "image_format": fmt, "actors": actors or "default", "repeat": repeat,
+                                     "naive_img_per_s": round(a), "bare_img_per_s": round(b), "bare_batch": bs,
+                                     "bare_dtype": dtype, "pipeline": c,
+                                     "steady_over_bare": round(c["steady_img_per_s"] / b, 3),
+                                     "end_to_end_over_naive": round(c["end_to_end_img_per_s"] / a, 2)})
+                        print(json.dumps(rows[-1], indent=1), flush=True)
     report = {"benchmark": "label_throughput", "stage": args.stage,
               "labeler": args.labeler.split(":")[0] if args.labeler else "ratio classifier", "device": args.device,
               "ray": args.address or "local, started by the command",

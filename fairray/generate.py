@@ -86,7 +86,7 @@ def generate(checkpoint: Path, n: int, out: Path, seed: int = 0, batch_size: int
         shutil.rmtree(out / DATA_DIR)  # no manifest: an interrupted write, never read
     init_ray(address)
     dev = resolve_device(device)
-    n_actors, cpus, threads = actor_pool(dev, actors)
+    n_actors, cpus, threads = actor_pool(dev, actors, rows=n)
     ds = ray.data.range(n).map_batches(
         GeneratorActor, fn_constructor_kwargs={"checkpoint": str(Path(checkpoint).resolve()), "seed": seed,
                                                "device": dev, "threads": threads,

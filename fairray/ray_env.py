@@ -31,10 +31,12 @@ import ray  # noqa: E402
 log = logging.getLogger("fairray.ray")
 
 
-def init_ray(address: str | None = None, num_cpus: int | None = None, object_store_mb: int = 512,
+def init_ray(address: str | None = None, num_cpus: int | None = None, object_store_mb: int | None = None,
              dashboard: bool = True) -> None:
     """Join `address` (or $RAY_ADDRESS) when given, else start a local Ray; a no-op if already connected.
 
+    object_store_mb None: Ray's default (30% of memory, allocated as used). With 512 MB, Ray Data's share (half)
+    could not hold a 5,000-row block of images per labeling actor, so a second actor sat idle (measured).
     The dashboard stays on by default: Train V2 polls the State API through it (without it, every run logs
     dozens of "State API may be temporarily unavailable" lines)."""
     if ray.is_initialized():
@@ -52,7 +54,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, object_sto
         if port is not None:
             os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
         ray.init(num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1", dashboard_port=port,
-                 object_store_memory=object_store_mb * 2**20, **quiet)
+                 object_store_memory=object_store_mb and object_store_mb * 2**20, **quiet)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = True
     ctx.enable_operator_progress_bars = False  # one bar per dataset, not one per operator
@@ -74,17 +76,28 @@ def resolve_device(device: str) -> str:
     return "cuda" if has_gpu else "cpu"
 
 
-def actor_pool(device: str, actors: int | None = None) -> tuple[int, float, int | None]:
-    """(actors, CPUs per actor, torch threads per actor) for a Ray Data model stage, from the cluster's resources.
+MAX_CPU_ACTORS = 8  # each CPU actor holds its own torch runtime and model copy (~0.5-1 GB resident)
+ROWS_PER_CPU_ACTOR = 50_000  # below this a second actor's start-up costs more than it adds (2 cores, measured)
 
-    GPU: one actor per GPU. CPU: one actor per 2 CPUs, each asking for half a CPU (so Parquet read and write
-    tasks always find a free CPU: 1-CPU actors that fill a small cluster starve them) and running CPUs / actors
-    torch threads (the CPU request is a scheduling token here, not a thread budget)."""
+
+def actor_pool(device: str, actors: int | None = None, rows: int | None = None) -> tuple[int, float, int | None]:
+    """(actors, CPUs per actor, torch threads per actor) for a Ray Data model stage of `rows` rows, from the
+    cluster's resources.
+
+    GPU: one actor per GPU. CPU: one-thread actors, one per CPU and per ROWS_PER_CPU_ACTOR rows (at least one, at
+    most MAX_CPU_ACTORS; the CPUs' threads are shared out among them), each asking for a quarter CPU: a stage's
+    actors then hold at most a quarter of the cluster, so its Parquet read and write tasks, and those of a second
+    stage running beside it (the demo labels while the density-ratio pass runs), always find a free CPU. The
+    request is a scheduling token, not a thread budget. On 2 cores, 100k rows, two one-thread actors labeled
+    18-28% faster in steady state than one two-thread actor (with one, 6% of the cores sat idle while it decoded
+    or serialised on one thread); at 10k rows the second actor's start-up made the run slower
+    (benchmarks/RESULTS.md, "One-thread actors")."""
     if device == "cuda":
         return actors or max(1, cluster_gpus()), 0.5, None
     cpus = max(1, int(cluster_cpus()))
-    n = actors or max(1, cpus // 2)
-    return n, 0.5, max(1, cpus // n)
+    by_rows = MAX_CPU_ACTORS if rows is None else max(1, -(-rows // ROWS_PER_CPU_ACTOR))
+    n = actors or min(cpus, MAX_CPU_ACTORS, by_rows)
+    return n, 0.25, max(1, cpus // n)
 
 
 def model_actors(n: int) -> ray.data.ActorPoolStrategy:

@@ -156,3 +156,29 @@ def test_model_stages_run_their_udf_on_the_actors_own_thread(ray_local):
 
     assert same_thread(model_actors(1)) == [True] * 8
     assert same_thread(ray_local.data.ActorPoolStrategy(size=1)) == [False] * 8  # Ray's default, for contrast
+
+
+def test_cpu_actor_pool_follows_cpus_and_rows(ray_local):
+    """One-thread CPU actors, one per CPU and per ROWS_PER_CPU_ACTOR rows; all of a stage's actors together ask for
+    at most a quarter of the CPUs, so two stages side by side (the demo's label and density-ratio passes) leave
+    their read and write tasks a CPU."""
+    from fairray.ray_env import ROWS_PER_CPU_ACTOR, actor_pool
+
+    assert actor_pool("cpu", rows=10_000) == (1, 0.25, 2)  # the test cluster has 2 CPUs
+    assert actor_pool("cpu", rows=ROWS_PER_CPU_ACTOR + 1) == (2, 0.25, 1)
+    assert actor_pool("cpu") == (2, 0.25, 1)
+    assert actor_pool("cpu", actors=1, rows=10**6) == (1, 0.25, 2)  # an explicit count wins
+
+
+def test_two_actors_label_like_one(trained, biased, tmp_path):
+    """Rows keep their order and labels whether one two-thread actor or two one-thread actors label them."""
+    path, _ = trained
+    cols = ["image_id", "gender", "gender_prob", "Smiling"]
+    out = {}
+    for actors in (1, 2):
+        label(LabelConfig(dataset=str(biased), labeler=f"attrclf:{path}", batch_size=128, actors=actors),
+              tmp_path / f"a{actors}")
+        out[actors] = read_table(tmp_path / f"a{actors}", columns=cols)
+    assert out[1].image_id.tolist() == out[2].image_id.tolist() == read_table(biased, columns=["image_id"]).image_id.tolist()
+    assert (out[1].gender == out[2].gender).all() and (out[1].Smiling == out[2].Smiling).all()
+    assert np.allclose(np.stack(out[1].gender_prob), np.stack(out[2].gender_prob), atol=1e-3)

@@ -20,7 +20,15 @@ import pandas as pd
 import pyarrow as pa
 
 from fairray.config import BalanceConfig, LabelConfig
-from fairray.data.table import DATA_DIR, column_names, read_manifest, read_table, shard_paths, write_manifest
+from fairray.data.table import (
+    DATA_DIR,
+    column_names,
+    count_rows,
+    read_manifest,
+    read_table,
+    shard_paths,
+    write_manifest,
+)
 from fairray.errors import FairrayError
 from fairray.labelers.base import Head
 from fairray.labelers.registry import absolute_spec, input_size, load_labeler
@@ -148,7 +156,7 @@ def label(cfg: LabelConfig, out: Path, timings: Path | None = None, stamps: dict
     init_ray(cfg.ray.address, dashboard=dashboard)
     stamp("ray_ready")
     device = resolve_device(cfg.ray.device)
-    n_actors, cpus, threads = actor_pool(device, cfg.actors)
+    n_actors, cpus, threads = actor_pool(device, cfg.actors, rows=count_rows(Path(cfg.dataset)))
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True  # output rows line up with input rows
     ds = ray.data.read_parquet(paths)
@@ -182,7 +190,7 @@ def summarize(cfg: LabelConfig, out: Path, heads: tuple[Head, ...], checked: dic
     # everything but the image bytes (most of the table): the summary needs labels, errors and ground truth only
     df = read_table(out, columns=[c for c in ["image_id", "path", "error", *names, *(n + TRUE_SUFFIX for n in names)]
                                   if c in have])
-    n_in = sum(pq_rows(p) for p in shard_paths(Path(cfg.dataset)))
+    n_in = count_rows(Path(cfg.dataset))
     errors = df[df.error.notna()][["image_id", *[c for c in ("path",) if c in df.columns], "error"]]
     errors.to_parquet(out / "errors.parquet", index=False)
     ref = None
@@ -222,12 +230,6 @@ def label_metrics(summary: dict) -> dict[str, float]:
               for k, v in enumerate(e["shares"])}
     return m | shares | {f"agreement_{h}": e["agreement_with_ground_truth"] for h, e in summary["heads"].items()
                          if "agreement_with_ground_truth" in e}
-
-
-def pq_rows(path: Path) -> int:
-    import pyarrow.parquet as pq
-
-    return pq.ParquetFile(path).metadata.num_rows
 
 
 def select_balanced(labels: pd.DataFrame, by: list[str], seed: int) -> pd.Index:

@@ -108,6 +108,11 @@ def iter_batches(dataset: Path, batch_size: int, columns: list[str] | None = Non
             yield batch.to_pandas()
 
 
+def count_rows(dataset: Path) -> int:
+    """Rows of a dataset from its Parquet footers (no data read)."""
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in shard_paths(dataset))
+
+
 def column_names(dataset: Path) -> list[str]:
     """The table's column names, from the first shard's schema (no rows read)."""
     return pq.read_schema(shard_paths(dataset)[0]).names

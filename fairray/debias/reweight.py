@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from fairray.config import ReweightConfig
 from fairray.data.loading import load_split
-from fairray.data.table import DATA_DIR, read_manifest, read_table, shard_paths, write_manifest
+from fairray.data.table import DATA_DIR, count_rows, read_manifest, read_table, shard_paths, write_manifest
 from fairray.errors import FairrayError
 from fairray.labelers.base import Labeler
 from fairray.labelers.registry import absolute_spec, input_size, load_labeler
@@ -284,16 +284,17 @@ def run(cfg: ReweightConfig, out: Path, ctx: RunContext | None = None) -> dict:
 
 
 def weight_pass(dataset: Path, out: Path, state: dict, calib: dict, clip_max: float, address: str | None = None,
-                progress: bool = True, timings: Path | None = None) -> None:
+                progress: bool = True, timings: Path | None = None, actors: int | None = None) -> None:
     """Ray Data: every row of `dataset` -> decode + ratio classifier in one actor stage -> <out> with `weight` and
     `ratio_prob` (rows in == rows out; a row that does not decode gets weight 0). `timings`: see
-    pipeline.BatchClock."""
+    pipeline.BatchClock; `actors` default: from the cluster's CPUs."""
     import ray
 
     from fairray.ray_env import actor_pool, init_ray, model_actors
 
     init_ray(address)
-    n_actors, cpus, threads = actor_pool("cpu")  # the ratio classifier is small: CPU actors
+    # the ratio classifier is small: CPU actors
+    n_actors, cpus, threads = actor_pool("cpu", actors, rows=count_rows(dataset))
     data_ctx = ray.data.DataContext.get_current()
     data_ctx.execution_options.preserve_order = True
     bars, data_ctx.enable_progress_bars = data_ctx.enable_progress_bars, progress
