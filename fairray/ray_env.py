@@ -77,25 +77,25 @@ def resolve_device(device: str) -> str:
 
 
 MAX_CPU_ACTORS = 8  # each CPU actor holds its own torch runtime and model copy (~0.5-1 GB resident)
-ROWS_PER_CPU_ACTOR = 50_000  # below this a second actor's start-up costs more than it adds (2 cores, measured)
+ROWS_PER_CPU_ACTOR = 50_000  # a second actor from 100k rows: at 10k and 30k its start-up cost more than it added
 
 
 def actor_pool(device: str, actors: int | None = None, rows: int | None = None) -> tuple[int, float, int | None]:
     """(actors, CPUs per actor, torch threads per actor) for a Ray Data model stage of `rows` rows, from the
     cluster's resources.
 
-    GPU: one actor per GPU. CPU: one-thread actors, one per CPU and per ROWS_PER_CPU_ACTOR rows (at least one, at
-    most MAX_CPU_ACTORS; the CPUs' threads are shared out among them), each asking for a quarter CPU: a stage's
+    GPU: one actor per GPU. CPU: one-thread actors, one per CPU and per full ROWS_PER_CPU_ACTOR rows (at least one,
+    at most MAX_CPU_ACTORS; the CPUs' threads are shared out among them), each asking for a quarter CPU: a stage's
     actors then hold at most a quarter of the cluster, so its Parquet read and write tasks, and those of a second
     stage running beside it (the demo labels while the density-ratio pass runs), always find a free CPU. The
     request is a scheduling token, not a thread budget. On 2 cores, 100k rows, two one-thread actors labeled
     18-28% faster in steady state than one two-thread actor (with one, 6% of the cores sat idle while it decoded
-    or serialised on one thread); at 10k rows the second actor's start-up made the run slower
+    or serialised on one thread); at 10k and 30k rows the second actor's start-up made the run slower
     (benchmarks/RESULTS.md, "One-thread actors")."""
     if device == "cuda":
         return actors or max(1, cluster_gpus()), 0.5, None
     cpus = max(1, int(cluster_cpus()))
-    by_rows = MAX_CPU_ACTORS if rows is None else max(1, -(-rows // ROWS_PER_CPU_ACTOR))
+    by_rows = MAX_CPU_ACTORS if rows is None else max(1, rows // ROWS_PER_CPU_ACTOR)
     n = actors or min(cpus, MAX_CPU_ACTORS, by_rows)
     return n, 0.25, max(1, cpus // n)
 

@@ -159,13 +159,14 @@ def test_model_stages_run_their_udf_on_the_actors_own_thread(ray_local):
 
 
 def test_cpu_actor_pool_follows_cpus_and_rows(ray_local):
-    """One-thread CPU actors, one per CPU and per ROWS_PER_CPU_ACTOR rows; all of a stage's actors together ask for
+    """One-thread CPU actors, one per CPU and per full ROWS_PER_CPU_ACTOR rows; all of a stage's actors together ask for
     at most a quarter of the CPUs, so two stages side by side (the demo's label and density-ratio passes) leave
     their read and write tasks a CPU."""
     from fairray.ray_env import ROWS_PER_CPU_ACTOR, actor_pool
 
     assert actor_pool("cpu", rows=10_000) == (1, 0.25, 2)  # the test cluster has 2 CPUs
-    assert actor_pool("cpu", rows=ROWS_PER_CPU_ACTOR + 1) == (2, 0.25, 1)
+    assert actor_pool("cpu", rows=2 * ROWS_PER_CPU_ACTOR - 1) == (1, 0.25, 2)
+    assert actor_pool("cpu", rows=2 * ROWS_PER_CPU_ACTOR) == (2, 0.25, 1)
     assert actor_pool("cpu") == (2, 0.25, 1)
     assert actor_pool("cpu", actors=1, rows=10**6) == (1, 0.25, 2)  # an explicit count wins
 

@@ -51,7 +51,7 @@ class LabelConfig(Cfg):
     labeler: str = Field(..., description="attrclf:DIR | fairface:FILE[:race4] | clip:MODEL:FILE")
     reference: str | None = Field(None, description="dataset to compare distributions with (labeled or ground truth)")
     batch_size: int = Field(256, ge=1)
-    actors: int | None = Field(None, ge=1, description="labeler actors; default: one per GPU, else one per CPU and per 50k rows (1 to 8)")
+    actors: int | None = Field(None, ge=1, description="labeler actors; default: one per GPU, else one per CPU and per full 50k rows (1 to 8)")
     max_pixels: int = Field(50_000_000, ge=1, description="larger images are errors (decompression bombs)")
     ray: RayConfig = Field(default_factory=RayConfig)
     tracking: TrackingConfig = Field(default_factory=lambda: TrackingConfig(experiment="fairray-label"))
