@@ -6,7 +6,7 @@
       .npy pixels with --image-format npy, and latents), end to end (Ray start-up included) and in steady state (rows after the first batch left an actor /
       time from then to the last batch).
 
-    python benchmarks/generate_throughput.py --checkpoint runs/.../checkpoint_... --n 10000,100000
+    python benchmarks/generate_throughput.py --checkpoint runs/.../checkpoint_... --n 10000,100000 [--actors 1,2]
 
 Each pipeline run is a fresh process (a cold Ray, as a user's command); (a) and (b) on 5,000 samples.
 """

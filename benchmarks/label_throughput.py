@@ -9,8 +9,10 @@
 
     python benchmarks/label_throughput.py --labeler attrclf:DIR --n 10000,100000 [--device cpu|cuda]
     python benchmarks/label_throughput.py --stage ratio --n 10000,100000    # the ratio classifier (random weights)
+    python benchmarks/label_throughput.py --labeler attrclf:DIR --actors 1,2 --repeats 2   # actor pools compared
 
-Each n runs in a fresh process (a cold Ray, as a user's command); (a) and (b) on the first 5,000 images.
+Each n runs in a fresh process (a cold Ray, as a user's command); (a) and (b) on the first 5,000 images. With
+--actors, each actor count runs against the same (a) and (b); --repeats interleaves runs of every format and count.
 With --address the pipeline joins a running cluster instead (`ray start --head` first: the warm machine of the
 start-up goal): each n runs twice, the first job on the cluster (which also creates Ray Data's detached
 coordinator actors) and then the measured one.
