@@ -89,7 +89,7 @@ def actor_pool(device: str, actors: int | None = None, rows: int | None = None) 
     actors then hold at most a quarter of the cluster, so its Parquet read and write tasks, and those of a second
     stage running beside it (the demo labels while the density-ratio pass runs), always find a free CPU. The
     request is a scheduling token, not a thread budget. On 2 cores, 100k rows, two one-thread actors labeled
-    18-28% faster in steady state than one two-thread actor (with one, 6% of the cores sat idle while it decoded
+    16-31% faster in steady state than one two-thread actor (with one, 6% of the cores sat idle while it decoded
     or serialised on one thread); at 10k and 30k rows the second actor's start-up made the run slower
     (benchmarks/RESULTS.md, "One-thread actors")."""
     if device == "cuda":
