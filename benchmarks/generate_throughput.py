@@ -6,7 +6,7 @@
       .npy pixels with --image-format npy, and latents), end to end (Ray start-up included) and in steady state (rows after the first batch left an actor /
       time from then to the last batch).
 
-    python benchmarks/generate_throughput.py --checkpoint runs/.../checkpoint_... --n 10000,100000 [--actors 1,2]
+    python benchmarks/generate_throughput.py --checkpoint runs/.../checkpoint_... --n 10000,100000 [--actors 1,2] [--engine ray,process]
 
 Each pipeline run is a fresh process (a cold Ray, as a user's command); (a) and (b) on 5,000 samples.
 """
@@ -61,17 +61,16 @@ def bare(G, z_dim: int, n: int, device: str) -> tuple[float, int]:
 
 
 def pipeline_run(checkpoint: Path, n: int, device: str, batch_size: int, image_format: str,
-                 actors: int | None) -> dict:
+                 actors: int | None, engine: str = "ray") -> dict:
     from fairray.generate import generate
-    from fairray.ray_env import init_ray
 
     with tempfile.TemporaryDirectory() as d:
         timings = Path(d) / "timings"
         timings.mkdir()
         t0 = time.time()
-        init_ray(dashboard=False)  # as `fairray generate` starts it
         generate(checkpoint, n, Path(d) / "out", batch_size=batch_size, device=device, timings=timings,
-                 image_format=image_format, actors=actors)
+                 image_format=image_format, actors=actors, engine=engine,
+                 dashboard=False)  # as `fairray generate` starts Ray
         t_end = time.time()
         steady, first, last = steady_state(timings)
         n_batches = len(batches(timings))
@@ -89,13 +88,15 @@ def main() -> None:
     ap.add_argument("--image-format", default="png", help="comma-separated: png, npy (raw pixels)")
     ap.add_argument("--actors", default="", help="comma-separated actor counts to compare in the same run, e.g. 1,2 "
                     "(default: the pool fairray picks from the cluster's resources)")
+    ap.add_argument("--engine", default="ray", help="comma-separated: ray (the Ray Data actor pool), process (the "
+                    "same actor code in the command's process, no Ray)")
     ap.add_argument("--repeats", type=int, default=1, help="pipeline runs per format and actor count, interleaved")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/generate_throughput.json"))
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)  # one pipeline run of n rows
     args = ap.parse_args()
     if args.child is not None:
         print(json.dumps(pipeline_run(args.checkpoint, args.child, args.device, args.batch_size,
-                                      args.image_format, int(args.actors) if args.actors else None)))
+                                      args.image_format, int(args.actors) if args.actors else None, args.engine)))
         return
     allocator = keep_freed_memory()  # the baselines get the setting fairray's actors run with
     G, cfg = load_generator(args.checkpoint)
@@ -107,15 +108,19 @@ def main() -> None:
     for n in (int(x) for x in args.n.split(",")):
         for repeat in range(args.repeats):
             for fmt in args.image_format.split(","):
-                for actors in [int(x) for x in args.actors.split(",") if x] or [None]:
+                runs = [(e, a) for e in args.engine.split(",")
+                        for a in ([int(x) for x in args.actors.split(",") if x] or [None] if e == "ray" else [None])]
+                for engine, actors in runs:
                     r = subprocess.run([sys.executable, __file__, "--checkpoint", str(args.checkpoint), "--device",
                                         args.device, "--batch-size", str(args.batch_size), "--image-format", fmt,
+                                        "--engine", engine,
                                         *(["--actors", str(actors)] if actors else []), "--child", str(n)],
                                        capture_output=True, text=True)
                     if r.returncode != 0:
                         raise SystemExit(r.stderr[-3000:])
                     c = json.loads(r.stdout.strip().splitlines()[-1])
-                    rows.append({"n": n, "image_format": fmt, "actors": actors or "default", "repeat": repeat,
+                    rows.append({"n": n, "image_format": fmt, "engine": engine,
+                                 "actors": actors or ("default" if engine == "ray" else 0), "repeat": repeat,
                                  "naive_img_per_s": round(a), "bare_img_per_s": round(b), "bare_batch": bs,
                                  "pipeline": c, "steady_over_bare": round(c["steady_img_per_s"] / b, 3),
                                  "end_to_end_over_naive": round(c["end_to_end_img_per_s"] / a, 2)})

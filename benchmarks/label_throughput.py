@@ -10,6 +10,7 @@
     python benchmarks/label_throughput.py --labeler attrclf:DIR --n 10000,100000 [--device cpu|cuda]
     python benchmarks/label_throughput.py --stage ratio --n 10000,100000    # the ratio classifier (random weights)
     python benchmarks/label_throughput.py --labeler attrclf:DIR --actors 1,2 --repeats 2   # actor pools compared
+    python benchmarks/label_throughput.py --labeler attrclf:DIR --engine ray,process   # Ray Data vs in process
 
 Each n runs in a fresh process (a cold Ray, as a user's command); (a) and (b) on the first 5,000 images. With
 --actors, each actor count runs against the same (a) and (b); --repeats interleaves runs of every format and count.
@@ -94,8 +95,9 @@ def ratio_model() -> tuple[dict, dict]:
 
 
 def pipeline_run(data: Path, stage: str, labeler: str | None, device: str, batch_size: int, actors: int | None,
-                 precision: str = "auto") -> dict:
-    """One `label` call (or one density-ratio pass) in this (fresh) process: end-to-end, steady-state, start-up."""
+                 precision: str = "auto", engine: str = "ray") -> dict:
+    """One `label` call (or one density-ratio pass) in this (fresh) process: end-to-end, steady-state, start-up.
+    engine: LabelConfig.engine (ray: the Ray Data actor pool; process: the same stage in this process, no Ray)."""
     from fairray.data.pipeline import label
     from fairray.debias.reweight import weight_pass
     from fairray.ray_env import init_ray
@@ -106,14 +108,17 @@ def pipeline_run(data: Path, stage: str, labeler: str | None, device: str, batch
         t0 = time.time()
         if stage == "label":
             s = label(LabelConfig(dataset=str(data), labeler=labeler, batch_size=batch_size, actors=actors,
-                                  ray={"device": device, "precision": precision}), Path(d) / "labeled",
+                                  engine=engine, ray={"device": device, "precision": precision}),
+                      Path(d) / "labeled",
                       timings=timings, stamps=stamps, dashboard=False)  # as `fairray label` starts it
             n = s["rows_out"]
+            assert s["engine"] == engine, s["engine"]
         else:
             state, calib = ratio_model()
-            init_ray(dashboard=False)
+            if engine == "ray":
+                init_ray(dashboard=False)
             weight_pass(data, Path(d) / "weighted", state, calib, clip_max=1e9, progress=False, timings=timings,
-                        actors=actors)
+                        actors=actors, engine=engine)
             stamps = {"done": time.time()}
             n = len(read_table(Path(d) / "weighted", columns=["weight"]))
         steady, first, last = steady_state(timings)
@@ -133,10 +138,10 @@ def pipeline_run(data: Path, stage: str, labeler: str | None, device: str, batch
             "batches": n_batches, "batch_size": batch_size}
 
 
-def pipeline_child(args: argparse.Namespace, data: Path, actors: int | None) -> dict:
+def pipeline_child(args: argparse.Namespace, data: Path, actors: int | None, engine: str = "ray") -> dict:
     """One pipeline run in a fresh process (its own Ray driver), twice against a given cluster (the first job
     there also starts Ray Data's coordinator actors). actors None: the pool fairray picks."""
-    cmd = [sys.executable, __file__, "--stage", args.stage, "--device", args.device,
+    cmd = [sys.executable, __file__, "--stage", args.stage, "--device", args.device, "--engine", engine,
            "--batch-size", str(args.batch_size), "--precision", args.precision, "--child", str(data)]
     if args.labeler:
         cmd += ["--labeler", args.labeler]
@@ -170,13 +175,16 @@ def main() -> None:
                     help="the labeling actors' autocast (RayConfig.precision; auto: bf16 on CUDA and native-bf16 CPUs)")
     ap.add_argument("--image-format", default="png", help="comma-separated formats of the labeled table's image bytes "
                     "(png, npy: raw pixels, SynthConfig.image_format); the baselines read the PNGs")
+    ap.add_argument("--engine", default="ray", help="comma-separated: ray (the Ray Data actor pool), "
+                    "process (the same stage in the command's process, no Ray: what `fairray label` picks for a "
+                    "one-actor pool on a Ray of its own)")
     ap.add_argument("--address", default=None, help="join this running Ray cluster (default: a fresh local Ray)")
     ap.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/<stage>_throughput.json")
     ap.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)  # one pipeline run, JSON to stdout
     args = ap.parse_args()
     if args.child is not None:
         print(json.dumps(pipeline_run(args.child, args.stage, args.labeler, args.device, args.batch_size,
-                                      int(args.actors) if args.actors else None, args.precision)))
+                                      int(args.actors) if args.actors else None, args.precision, args.engine)))
         return
     if args.stage == "label":
         if args.labeler is None:
@@ -213,9 +221,12 @@ def main() -> None:
                     formats[fmt] = data
             for repeat in range(args.repeats):
                 for fmt, path in formats.items():
-                    for actors in [int(a) for a in args.actors.split(",") if a] or [None]:
-                        c = pipeline_child(args, path, actors)
-                        rows.append({"n": n, "image_format": fmt, "actors": actors or "default", "repeat": repeat,
+                    runs = [(e, a) for e in args.engine.split(",")
+                            for a in ([int(a) for a in args.actors.split(",") if a] or [None] if e == "ray" else [None])]
+                    for engine, actors in runs:
+                        c = pipeline_child(args, path, actors, engine)
+                        rows.append({"n": n, "image_format": fmt, "engine": engine,
+                                     "actors": actors or ("default" if engine == "ray" else 0), "repeat": repeat,
                                      "naive_img_per_s": round(a), "bare_img_per_s": round(b), "bare_batch": bs,
                                      "bare_dtype": dtype, "pipeline": c,
                                      "steady_over_bare": round(c["steady_img_per_s"] / b, 3),

@@ -15,7 +15,7 @@ import pyarrow as pa
 from fairray.data.table import DATA_DIR, IMAGE_FORMATS, MANIFEST, encode_images, read_manifest, write_manifest
 from fairray.errors import FairrayError
 from fairray.machine import compute_setup
-from fairray.ray_env import actor_pool, init_ray, model_actors, resolve_device
+from fairray.ray_env import actor_pool, init_ray, model_actors, resolve_device, runs_in_process
 
 DEFAULT_FORMAT = {"image_format": "png"}  # outputs written before the option existed
 
@@ -61,10 +61,12 @@ class GeneratorActor:
 
 def generate(checkpoint: Path, n: int, out: Path, seed: int = 0, batch_size: int = 500, actors: int | None = None,
              device: str = "auto", address: str | None = None, timings: Path | None = None,
-             image_format: str = "png") -> dict:
+             image_format: str = "png", engine: str = "auto", dashboard: bool = True) -> dict:
     """n samples of a checkpoint's EMA generator -> <out> (canonical table + manifest); reused when already there.
     `actors` default: from the cluster's resources; `timings`: see pipeline.BatchClock; `image_format`: png or npy
-    (raw pixels, see data.table.encode_images)."""
+    (raw pixels, see data.table.encode_images); `engine`: as LabelConfig.engine (auto: in this process when no Ray
+    runs or is given and the pool would be one actor; the rows are the same either way); `dashboard`: as
+    pipeline.label's."""
     import ray
 
     from fairray.train.checkpoint import is_complete
@@ -84,16 +86,22 @@ def generate(checkpoint: Path, n: int, out: Path, seed: int = 0, batch_size: int
             raise FairrayError(f"{out} holds other samples ({done.get('rows')} rows, seed {done.get('seed')} from "
                                f"{done.get('checkpoint')}); choose a new --out")
         shutil.rmtree(out / DATA_DIR)  # no manifest: an interrupted write, never read
-    init_ray(address)
-    dev = resolve_device(device)
-    n_actors, cpus, threads = actor_pool(dev, actors, rows=n)
-    ds = ray.data.range(n).map_batches(
-        GeneratorActor, fn_constructor_kwargs={"checkpoint": str(Path(checkpoint).resolve()), "seed": seed,
-                                               "device": dev, "threads": threads,
-                                               "timings": str(timings) if timings else None,
-                                               "image_format": image_format},
-        batch_size=batch_size, batch_format="numpy", num_cpus=cpus, num_gpus=1 if dev == "cuda" else 0,
-        compute=model_actors(n_actors))
-    ds.write_parquet(str(out / DATA_DIR))
+    dev = resolve_device(device)  # before Ray starts: this machine's
+    kwargs = {"checkpoint": str(Path(checkpoint).resolve()), "seed": seed,
+              "timings": str(timings) if timings else None, "image_format": image_format}
+    if engine == "process" or (engine == "auto" and runs_in_process(address, dev, actors, n)):
+        from fairray.data.pipeline import run_in_process
+
+        ids = ({"id": np.arange(i, min(i + batch_size, n))} for i in range(0, n, batch_size))
+        run_in_process(GeneratorActor(device=dev, **kwargs), ids, out / DATA_DIR, n, "generate (in process)")
+    else:
+        init_ray(address, dashboard=dashboard)
+        dev = resolve_device(device)
+        n_actors, cpus, threads = actor_pool(dev, actors, rows=n)
+        ds = ray.data.range(n).map_batches(
+            GeneratorActor, fn_constructor_kwargs=kwargs | {"device": dev, "threads": threads},
+            batch_size=batch_size, batch_format="numpy", num_cpus=cpus, num_gpus=1 if dev == "cuda" else 0,
+            compute=model_actors(n_actors))
+        ds.write_parquet(str(out / DATA_DIR))
     write_manifest(out, manifest)
     return manifest

@@ -95,9 +95,33 @@ def actor_pool(device: str, actors: int | None = None, rows: int | None = None) 
     if device == "cuda":
         return actors or max(1, cluster_gpus()), 0.5, None
     cpus = max(1, int(cluster_cpus()))
-    by_rows = MAX_CPU_ACTORS if rows is None else max(1, rows // ROWS_PER_CPU_ACTOR)
-    n = actors or min(cpus, MAX_CPU_ACTORS, by_rows)
+    n = cpu_actors(cpus, actors, rows)
     return n, 0.25, max(1, cpus // n)
+
+
+def cpu_actors(cpus: int, actors: int | None = None, rows: int | None = None) -> int:
+    """How many CPU actors a model stage of `rows` rows gets on `cpus` CPUs (the rule of actor_pool)."""
+    by_rows = MAX_CPU_ACTORS if rows is None else max(1, rows // ROWS_PER_CPU_ACTOR)
+    return actors or min(cpus, MAX_CPU_ACTORS, by_rows)
+
+
+def local_cpus() -> int:
+    """The CPUs this process may run on (what a local Ray would count, cgroup and affinity limits included)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def runs_in_process(address: str | None, device: str, actors: int | None, rows: int) -> bool:
+    """Whether a model stage should run in the calling process instead of a Ray Data actor pool: when no Ray is
+    running or given (the command would start a local one for this stage alone) and the pool would be one actor.
+
+    Such a pool is the same stage code in one other process, behind ~3 s of `ray.init` and ~3 s of actor start-up
+    (a fresh process importing torch); on 2 cores that start-up alone is longer than labeling 10k images
+    (benchmarks/RESULTS.md, "In process")."""
+    if address or os.environ.get("RAY_ADDRESS") or ray.is_initialized():
+        return False
+    if device == "cuda":
+        return (actors or torch.cuda.device_count()) == 1
+    return cpu_actors(local_cpus(), actors, rows) == 1
 
 
 def model_actors(n: int) -> ray.data.ActorPoolStrategy:

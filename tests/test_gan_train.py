@@ -76,6 +76,11 @@ def test_run_logs_rank0_ticks_to_mlflow_and_reuses_the_run(ray_local, dataset, t
     assert all(b.startswith(b"\x93NUMPY") for b in again.image)
     assert np.array_equal(decode_column(rows.image)[0], decode_column(again.image)[0])
     assert set(rows.generator) == {"dcgan:tracked"} and rows.error.isna().all()
+    # in this process (what a one-actor pool on a Ray of the command's own runs as): the same rows, byte for byte
+    generate(ckpt, 96, tmp_path / "gen3", seed=3, engine="process")
+    local = read_table(tmp_path / "gen3").sort_values("image_id").reset_index(drop=True)
+    assert local.image_id.tolist() == rows.image_id.tolist() and local.image.tolist() == rows.image.tolist()
+    assert local.latent.map(list).tolist() == rows.latent.map(list).tolist()
     # a re-submitted generation job reuses its finished output; other samples into the same dir are refused
     assert generate(ckpt, 96, tmp_path / "gen", seed=3)["rows"] == 96
     with pytest.raises(FairrayError, match="holds other samples"):

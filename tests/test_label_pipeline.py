@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import torch
 from conftest import ATTRCLF_HEADS as HEADS
@@ -58,18 +59,23 @@ def bad_blobs(good_png: bytes) -> list[tuple[str, bytes | None]]:
             ("jpeg_ok", jpg.getvalue()), ("npy_ok", encode_npy(pixels)[0]), ("npy_float", floats.getvalue())]
 
 
-def test_label_keeps_every_row_marks_bad_ones_and_reads_90_10(trained, biased, tmp_path):
-    path, _ = trained
-    # a copy of the biased set plus one shard of bad and odd rows
-    src = tmp_path / "src"
-    good = read_table(biased)
-    writer = ShardWriter(src)
+def with_bad_rows(dataset, dest):
+    """A copy of `dataset` plus one shard of bad and odd rows: (dest, the good rows, the extra rows)."""
+    good = read_table(dataset)
+    writer = ShardWriter(dest)
     writer.write(good)
     blobs = bad_blobs(good.image.iloc[0])
     extras = good.iloc[:len(blobs)].copy()
     extras["image_id"] = [f"bad-{k}" for k, _ in blobs]
     extras["image"] = [b for _, b in blobs]
     writer.write(extras)
+    return dest, good, extras
+
+
+def test_label_keeps_every_row_marks_bad_ones_and_reads_90_10(trained, biased, tmp_path):
+    path, _ = trained
+    src, good, extras = with_bad_rows(biased, tmp_path / "src")
+    blobs = bad_blobs(good.image.iloc[0])
     out = tmp_path / "labeled"
     summary = label(LabelConfig(dataset=str(src), labeler=f"attrclf:{path}", batch_size=128), out)
     df = read_table(out, columns=["image_id", "error", "gender", "gender_true", "gender_prob", "labeler"])
@@ -183,3 +189,50 @@ def test_two_actors_label_like_one(trained, biased, tmp_path):
     assert out[1].image_id.tolist() == out[2].image_id.tolist() == read_table(biased, columns=["image_id"]).image_id.tolist()
     assert (out[1].gender == out[2].gender).all() and (out[1].Smiling == out[2].Smiling).all()
     assert np.allclose(np.stack(out[1].gender_prob), np.stack(out[2].gender_prob), atol=1e-3)
+
+
+def test_in_process_labels_like_ray_data(trained, biased, tmp_path):
+    """engine=process (what `fairray label` picks for a one-actor pool on a Ray it would start for itself) writes
+    the rows, errors, labels and summary that the Ray Data actor pool writes."""
+    from fairray.config import RayConfig
+
+    path, _ = trained
+    src, _, _ = with_bad_rows(biased, tmp_path / "src")
+    cols = ["image_id", "error", "path", "gender", "gender_true", "gender_prob", "Smiling", "labeler"]
+    out, summaries = {}, {}
+    for engine in ("ray", "process"):
+        summaries[engine] = label(LabelConfig(dataset=str(src), labeler=f"attrclf:{path}", batch_size=128,
+                                              engine=engine, ray=RayConfig(precision="fp32")), tmp_path / engine)
+        out[engine] = read_table(tmp_path / engine, columns=cols)
+    ray_df, local = out["ray"], out["process"]
+    assert local.image_id.tolist() == ray_df.image_id.tolist() and len(local) == summaries["process"]["rows_in"]
+    assert local.error.fillna("").tolist() == ray_df.error.fillna("").tolist()
+    assert local.error.notna().sum() == 6
+    for c in ("gender", "gender_true", "Smiling", "labeler"):
+        assert local[c].fillna(-1).tolist() == ray_df[c].fillna(-1).tolist(), c
+    ok = local.error.isna()
+    assert np.allclose(np.stack(local.gender_prob[ok]), np.stack(ray_df.gender_prob[ok]), atol=1e-5)
+    assert [summaries[e].pop("engine") for e in ("ray", "process")] == ["ray", "process"]
+    assert summaries["ray"] == summaries["process"]
+    assert len(pd.read_parquet(tmp_path / "process" / "errors.parquet")) == 6
+    # the same stage code: the schemas match column for column
+    assert pq.read_schema(shard_paths(tmp_path / "process")[0]) == pq.read_schema(shard_paths(tmp_path / "ray")[0])
+
+
+def test_label_runs_in_process_only_for_a_one_actor_pool_on_a_ray_of_its_own(ray_local, monkeypatch):
+    from fairray import ray_env
+
+    assert not ray_env.runs_in_process(None, "cpu", None, 10_000)  # this session's Ray is running: join it
+    monkeypatch.setattr(ray_env.ray, "is_initialized", lambda: False)  # as in a fresh `fairray label` process
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray_env, "local_cpus", lambda: 2)
+    assert ray_env.runs_in_process(None, "cpu", None, 10_000)
+    assert ray_env.runs_in_process(None, "cpu", None, 2 * ray_env.ROWS_PER_CPU_ACTOR - 1)
+    assert not ray_env.runs_in_process(None, "cpu", None, 2 * ray_env.ROWS_PER_CPU_ACTOR)  # two actors: Ray Data
+    assert not ray_env.runs_in_process(None, "cpu", 2, 10_000)
+    assert not ray_env.runs_in_process("127.0.0.1:6379", "cpu", None, 10_000)  # a cluster: its actors
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    assert not ray_env.runs_in_process(None, "cpu", None, 10_000)
+    monkeypatch.delenv("RAY_ADDRESS")
+    monkeypatch.setattr(ray_env, "local_cpus", lambda: 1)
+    assert ray_env.runs_in_process(None, "cpu", None, 10**6)

@@ -25,3 +25,23 @@ def test_encoder_without_a_checkpoint_is_one_line(synth_90_10, tmp_path):
     with pytest.raises(FairrayError, match="no attrclf checkpoint"):
         reweight.run(cfg, tmp_path / "rw")
     assert not (tmp_path / "rw" / "data").exists()
+
+
+def test_weight_pass_in_process_writes_the_ray_data_weights(ray_local, synth_90_10, attrclf_trained, tmp_path):
+    """engine=process (picked for a one-actor pass on a Ray of the command's own) writes the same rows and weights
+    as the Ray Data actor pool."""
+    import numpy as np
+
+    cfg = ReweightConfig(dataset=str(synth_90_10), encoder=f"attrclf:{attrclf_trained[0]}")
+    state, _, _ = reweight.train_classifier(cfg, synth_90_10)
+    calib = {"method": "temperature", "temperature": 1.0}
+    cols = ["image_id", "subset", "weight", "ratio_prob"]
+    out = {}
+    for engine in ("ray", "process"):
+        reweight.weight_pass(synth_90_10, tmp_path / engine, state, calib, clip_max=20.0, progress=False,
+                             engine=engine)
+        out[engine] = read_table(tmp_path / engine, columns=cols)
+    assert out["process"].image_id.tolist() == out["ray"].image_id.tolist()
+    assert len(out["process"]) == len(read_table(synth_90_10, columns=["split"]))
+    assert np.allclose(out["process"].weight, out["ray"].weight, rtol=1e-5)
+    assert np.allclose(out["process"].ratio_prob, out["ray"].ratio_prob, atol=1e-6)

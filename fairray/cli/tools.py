@@ -85,6 +85,9 @@ def generate(
     address: Annotated[str | None, typer.Option(help="Ray address (default $RAY_ADDRESS or a local Ray).")] = None,
     image_format: Annotated[str, typer.Option(help="png, or npy: raw uint8 pixels, ~10x faster to label and load "
                                                    "(fairray and NumPy read them, image viewers do not).")] = "png",
+    engine: Annotated[str, typer.Option(help="ray: Ray Data actors; process: this process, no Ray; auto: process "
+                                             "when no Ray runs or is given and the pool would be one actor.")
+                      ] = "auto",
     out: OutOpt = None,
 ) -> None:
     """Sample N faces from a checkpoint through Ray Data actors into the canonical table (with latents).
@@ -99,12 +102,12 @@ def generate(
         raise FairrayError("--actors must be at least 1")
     if image_format not in IMAGE_FORMATS:  # before Ray starts
         raise FairrayError(f"--image-format must be one of {', '.join(IMAGE_FORMATS)}, got {image_format!r}")
-    from fairray.ray_env import init_ray
-
+    if engine not in ("auto", "ray", "process"):
+        raise FairrayError(f"--engine must be auto, ray or process, got {engine!r}")
     out = default_out("generate", out)
-    init_ray(address, dashboard=False)  # Ray Data only: a dashboard would add ~4 s of start-up
     run_generate(checkpoint, n, out, seed=seed, device=device, actors=actors, address=address,
-                 image_format=image_format)
+                 image_format=image_format, engine=engine,
+                 dashboard=False)  # Ray Data only: a dashboard would add ~4 s of start-up
     out_console.print(f"wrote {n:,} samples to {out / 'data'}; label them with `fairray label {out} --labeler ...`")
 
 

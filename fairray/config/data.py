@@ -53,6 +53,9 @@ class LabelConfig(Cfg):
     batch_size: int = Field(256, ge=1)
     actors: int | None = Field(None, ge=1, description="labeler actors; default: one per GPU, else one per CPU and per full 50k rows (1 to 8)")
     max_pixels: int = Field(50_000_000, ge=1, description="larger images are errors (decompression bombs)")
+    engine: Literal["auto", "ray", "process"] = Field(
+        "auto", description="ray: a Ray Data actor pool; process: in this process, no Ray; auto: process when no "
+        "Ray is running or given and the pool would be one actor, else ray")
     ray: RayConfig = Field(default_factory=RayConfig)
     tracking: TrackingConfig = Field(default_factory=lambda: TrackingConfig(experiment="fairray-label"))
 

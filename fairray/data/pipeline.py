@@ -13,7 +13,9 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,7 +35,7 @@ from fairray.errors import FairrayError
 from fairray.labelers.base import Head
 from fairray.labelers.registry import absolute_spec, input_size, load_labeler
 from fairray.machine import compute_setup, resolve_precision
-from fairray.ray_env import actor_pool, init_ray, model_actors, resolve_device
+from fairray.ray_env import actor_pool, init_ray, model_actors, resolve_device, runs_in_process
 
 log = logging.getLogger("fairray.data")
 
@@ -140,40 +142,94 @@ def label(cfg: LabelConfig, out: Path, timings: Path | None = None, stamps: dict
           dashboard: bool = True) -> dict:
     """Label every row of cfg.dataset into <out> (Parquet, summary.json, errors.parquet, distributions.png).
 
+    The LabelStage runs in a Ray Data actor pool, or in this process when cfg.engine says so (auto: no Ray running
+    or given and a pool of one actor, see ray_env.runs_in_process); the rows, labels and files are the same.
     dashboard=False starts a local Ray without its dashboard (about 4 s less start-up; `fairray label` alone needs
-    none, Ray Train in the same process would). For benchmarks: `timings` is where the actors log each batch's
+    none, Ray Train in the same process would). For benchmarks: `timings` is where the stage logs each batch's
     exit time, `stamps` gets time.time() at each phase (start, labeler_loaded, ray_ready, written, done)."""
-    import ray
-
     stamp = (lambda k: stamps.__setitem__(k, time.time())) if stamps is not None else (lambda k: None)
     stamp("start")
     out = Path(out).absolute()  # Ray write tasks run in directories of their own
+    if (out / DATA_DIR).exists():
+        raise FairrayError(f"{out / DATA_DIR} exists; choose a new --out")
     paths = [str(p) for p in shard_paths(Path(cfg.dataset))]
     probe = load_labeler(cfg.labeler, "cpu")  # fail fast on a bad spec/checkpoint, before any Ray work
     heads, size = probe.heads, input_size(probe)
     checked = domain(probe.sources, Path(cfg.dataset))
+    rows = count_rows(Path(cfg.dataset))
     stamp("labeler_loaded")
+    stage_kwargs = {"spec": absolute_spec(cfg.labeler), "size": size, "max_pixels": cfg.max_pixels,
+                    "timings": str(timings) if timings else None,
+                    "precision": cfg.ray.precision}  # "auto" resolves on the stage's machine, maybe not the driver's
+    local_device = resolve_device(cfg.ray.device)  # before Ray starts: this machine's
+    in_process = cfg.engine == "process" or (
+        cfg.engine == "auto" and runs_in_process(cfg.ray.address, local_device, cfg.actors, rows))
+    if in_process:
+        device = local_device
+        stamp("ray_ready")
+        run_in_process(LabelStage(device=device, **stage_kwargs), parquet_batches(paths, cfg.batch_size),
+                       out / DATA_DIR, rows, "label (in process)")
+    else:
+        device = _label_with_ray(cfg, paths, out / DATA_DIR, stage_kwargs, rows, dashboard)
+    stamp("written")
+    # as resolved on this machine: the actors' own for a local Ray or a cluster of one CPU kind
+    summary = summarize(cfg, out, heads, checked | {"labeler_precision": resolve_precision(device, cfg.ray.precision),
+                                                   "engine": "process" if in_process else "ray"})
+    stamp("done")
+    return summary
+
+
+def _label_with_ray(cfg: LabelConfig, paths: list[str], data_dir: Path, stage_kwargs: dict, rows: int,
+                    dashboard: bool) -> str:
+    """The Ray Data pipeline: read tasks -> LabelStage actor pool -> write tasks. Returns the device it used."""
+    import ray
+
     init_ray(cfg.ray.address, dashboard=dashboard)
-    stamp("ray_ready")
     device = resolve_device(cfg.ray.device)
-    n_actors, cpus, threads = actor_pool(device, cfg.actors, rows=count_rows(Path(cfg.dataset)))
+    n_actors, cpus, threads = actor_pool(device, cfg.actors, rows=rows)
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True  # output rows line up with input rows
     ds = ray.data.read_parquet(paths)
-    ds = ds.map_batches(LabelStage, fn_constructor_kwargs={
-        "spec": absolute_spec(cfg.labeler), "device": device, "size": size, "max_pixels": cfg.max_pixels,
-        "threads": threads, "timings": str(timings) if timings else None,
-        "precision": cfg.ray.precision},  # "auto" resolves on the actor's machine, which may not be the driver's
-        batch_format="pyarrow", batch_size=cfg.batch_size, num_gpus=1 if device == "cuda" else 0, num_cpus=cpus,
-        compute=model_actors(n_actors))
-    if (out / DATA_DIR).exists():
-        raise FairrayError(f"{out / DATA_DIR} exists; choose a new --out")
-    ds.write_parquet(str(out / DATA_DIR))
-    stamp("written")
-    # as resolved on this machine: the actors' own for a local Ray or a cluster of one CPU kind
-    summary = summarize(cfg, out, heads, checked | {"labeler_precision": resolve_precision(device, cfg.ray.precision)})
-    stamp("done")
-    return summary
+    ds = ds.map_batches(LabelStage, fn_constructor_kwargs=stage_kwargs | {"device": device, "threads": threads},
+                        batch_format="pyarrow", batch_size=cfg.batch_size, num_gpus=1 if device == "cuda" else 0,
+                        num_cpus=cpus, compute=model_actors(n_actors))
+    ds.write_parquet(str(data_dir))
+    return device
+
+
+def parquet_batches(paths: list[str], batch_size: int) -> Iterator[pa.Table]:
+    """The shards' rows as Arrow tables of batch_size rows (the last of each shard shorter), in order."""
+    import pyarrow.parquet as pq
+
+    for path in paths:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
+            yield pa.Table.from_batches([batch])
+
+
+def run_in_process(stage: Callable[[Any], pa.Table], batches: Iterable[Any], data_dir: Path, rows: int,
+                   desc: str, progress: bool = True) -> None:
+    """A model stage (LabelStage, GeneratorActor, WeightActor) on its batches in this process, in order, into one
+    Parquet file under data_dir, written under a temporary name and renamed: a failed run leaves no table behind.
+    What ray_env.runs_in_process picks when a Ray Data pool would be one actor on a Ray of the command's own."""
+    import pyarrow.parquet as pq
+    from tqdm.auto import tqdm
+
+    data_dir.mkdir(parents=True)
+    tmp = data_dir / ".part-00000.parquet.tmp"
+    writer = None
+    with tqdm(total=rows, desc=desc, unit="img", disable=None if progress else True) as bar:
+        try:
+            for batch in batches:
+                table = stage(batch)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table.cast(writer.schema))
+                bar.update(table.num_rows)
+        finally:
+            if writer is not None:
+                writer.close()
+    if writer is not None:
+        tmp.rename(data_dir / "part-00000.parquet")
 
 
 def _shares(values: pd.Series, head: Head) -> np.ndarray:

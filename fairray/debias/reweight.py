@@ -36,6 +36,7 @@ from fairray.models.classifiers import AttributeClassifier, ClassifierConfig
 from fairray.stage import RunContext
 
 HEAD = "is_reference"
+RATIO_BATCH = 512  # rows per batch of the weight pass
 
 
 def _xy(dataset: Path, split: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -284,27 +285,37 @@ def run(cfg: ReweightConfig, out: Path, ctx: RunContext | None = None) -> dict:
 
 
 def weight_pass(dataset: Path, out: Path, state: dict, calib: dict, clip_max: float, address: str | None = None,
-                progress: bool = True, timings: Path | None = None, actors: int | None = None) -> None:
+                progress: bool = True, timings: Path | None = None, actors: int | None = None,
+                engine: str = "auto") -> None:
     """Ray Data: every row of `dataset` -> decode + ratio classifier in one actor stage -> <out> with `weight` and
     `ratio_prob` (rows in == rows out; a row that does not decode gets weight 0). `timings`: see
-    pipeline.BatchClock; `actors` default: from the cluster's CPUs."""
+    pipeline.BatchClock; `actors` default: from the cluster's CPUs; `engine`: as LabelConfig.engine (auto: in this
+    process when no Ray runs or is given and the pool would be one actor)."""
     import ray
 
-    from fairray.ray_env import actor_pool, init_ray, model_actors
+    from fairray.data.pipeline import parquet_batches, run_in_process
+    from fairray.ray_env import actor_pool, init_ray, model_actors, runs_in_process
 
-    init_ray(address)
+    rows, paths = count_rows(dataset), [str(p) for p in shard_paths(dataset)]
+    data_dir = Path(out).absolute() / DATA_DIR  # write tasks run in directories of their own
+    stage_kwargs = {"state": state, "calib": calib, "clip_max": clip_max, "size": state["resolution"],
+                    "timings": str(timings) if timings else None}
     # the ratio classifier is small: CPU actors
-    n_actors, cpus, threads = actor_pool("cpu", actors, rows=count_rows(dataset))
+    if engine == "process" or (engine == "auto" and runs_in_process(address, "cpu", actors, rows)):
+        run_in_process(WeightActor(**stage_kwargs), parquet_batches(paths, RATIO_BATCH), data_dir, rows,
+                       "density ratio (in process)", progress)
+        return
+    init_ray(address)
+    n_actors, cpus, threads = actor_pool("cpu", actors, rows=rows)
     data_ctx = ray.data.DataContext.get_current()
     data_ctx.execution_options.preserve_order = True
     bars, data_ctx.enable_progress_bars = data_ctx.enable_progress_bars, progress
     try:
-        ds = ray.data.read_parquet([str(p) for p in shard_paths(dataset)])
-        ds = ds.map_batches(WeightActor, fn_constructor_kwargs={
-            "state": state, "calib": calib, "clip_max": clip_max, "size": state["resolution"],
-            "threads": threads, "timings": str(timings) if timings else None},
-            batch_format="pyarrow", batch_size=512, num_cpus=cpus, compute=model_actors(n_actors))
-        ds.write_parquet(str(Path(out).absolute() / DATA_DIR))  # write tasks run in directories of their own
+        ds = ray.data.read_parquet(paths)
+        ds = ds.map_batches(WeightActor, fn_constructor_kwargs=stage_kwargs | {"threads": threads},
+                            batch_format="pyarrow", batch_size=RATIO_BATCH, num_cpus=cpus,
+                            compute=model_actors(n_actors))
+        ds.write_parquet(str(data_dir))
     finally:
         data_ctx.enable_progress_bars = bars  # the process's other pipelines keep their setting
 
