@@ -201,8 +201,12 @@ def test_in_process_labels_like_ray_data(trained, biased, tmp_path):
     cols = ["image_id", "error", "path", "gender", "gender_true", "gender_prob", "Smiling", "labeler"]
     out, summaries = {}, {}
     for engine in ("ray", "process"):
+        stamps = {}  # the benchmark's phase clock
         summaries[engine] = label(LabelConfig(dataset=str(src), labeler=f"attrclf:{path}", batch_size=128,
-                                              engine=engine, ray=RayConfig(precision="fp32")), tmp_path / engine)
+                                              engine=engine, ray=RayConfig(precision="fp32")), tmp_path / engine,
+                                  stamps=stamps)
+        assert list(stamps) == ["start", "labeler_loaded", "ray_ready", "written", "done"]
+        assert sorted(stamps.values()) == list(stamps.values())
         out[engine] = read_table(tmp_path / engine, columns=cols)
     ray_df, local = out["ray"], out["process"]
     assert local.image_id.tolist() == ray_df.image_id.tolist() and len(local) == summaries["process"]["rows_in"]

@@ -170,7 +170,7 @@ def label(cfg: LabelConfig, out: Path, timings: Path | None = None, stamps: dict
         run_in_process(LabelStage(device=device, **stage_kwargs), parquet_batches(paths, cfg.batch_size),
                        out / DATA_DIR, rows, "label (in process)")
     else:
-        device = _label_with_ray(cfg, paths, out / DATA_DIR, stage_kwargs, rows, dashboard)
+        device = _label_with_ray(cfg, paths, out / DATA_DIR, stage_kwargs, rows, dashboard, stamp)
     stamp("written")
     # as resolved on this machine: the actors' own for a local Ray or a cluster of one CPU kind
     summary = summarize(cfg, out, heads, checked | {"labeler_precision": resolve_precision(device, cfg.ray.precision),
@@ -180,11 +180,12 @@ def label(cfg: LabelConfig, out: Path, timings: Path | None = None, stamps: dict
 
 
 def _label_with_ray(cfg: LabelConfig, paths: list[str], data_dir: Path, stage_kwargs: dict, rows: int,
-                    dashboard: bool) -> str:
+                    dashboard: bool, stamp: Callable[[str], None]) -> str:
     """The Ray Data pipeline: read tasks -> LabelStage actor pool -> write tasks. Returns the device it used."""
     import ray
 
     init_ray(cfg.ray.address, dashboard=dashboard)
+    stamp("ray_ready")
     device = resolve_device(cfg.ray.device)
     n_actors, cpus, threads = actor_pool(device, cfg.actors, rows=rows)
     ctx = ray.data.DataContext.get_current()
