@@ -112,3 +112,7 @@ def test_option_copied_into_config_and_shown_by_dry_run():
     assert res.exit_code == 2 and "epochs: Input should be greater than or equal to 1" in res.output
     res = runner.invoke(app, ["demo", "--quick", "--full", "--dry-run"])
     assert res.exit_code == 2 and "exclude each other" in res.output
+    res = runner.invoke(app, ["label", "d", "--labeler", "attrclf:x", "--set", "engine=threads", "--dry-run"])
+    assert res.exit_code == 2 and "engine: Input should be 'auto', 'ray' or 'process'" in res.output
+    res = runner.invoke(app, ["generate", "no/ckpt", "--engine", "threads", "--out", "never"])
+    assert res.exit_code == 2 and "--engine must be auto, ray or process" in res.output

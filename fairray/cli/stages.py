@@ -88,7 +88,8 @@ def label(
     labeler: Annotated[str, typer.Option(help="attrclf:DIR | fairface:FILE[:race4] | clip:MODEL:FILE")],
     reference: Annotated[str | None, typer.Option(help="Dataset to compare distributions with.")] = None,
 ) -> None:
-    """Label a dataset with a labeler actor pool (Ray Data); rows in == rows out, bad files marked."""
+    """Label a dataset with a labeler actor pool (Ray Data; a one-actor job with no Ray running: in this process);
+    rows in == rows out, bad files marked."""
     from fairray.data.pipeline import label as run_label
     from fairray.data.pipeline import label_metrics
 

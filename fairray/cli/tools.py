@@ -90,7 +90,8 @@ def generate(
                       ] = "auto",
     out: OutOpt = None,
 ) -> None:
-    """Sample N faces from a checkpoint through Ray Data actors into the canonical table (with latents).
+    """Sample N faces from a checkpoint through Ray Data actors into the canonical table (with latents); a
+    one-actor job with no Ray running samples in this process (the same rows).
 
     Re-running with the same --out, checkpoint, n and seed reuses the finished output."""
     from fairray.data.table import IMAGE_FORMATS
