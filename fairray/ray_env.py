@@ -106,7 +106,7 @@ def cpu_actors(cpus: int, actors: int | None = None, rows: int | None = None) ->
 
 
 def local_cpus() -> int:
-    """The CPUs this process may run on (what a local Ray would count, cgroup and affinity limits included)."""
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
@@ -114,9 +114,9 @@ def runs_in_process(address: str | None, device: str, actors: int | None, rows: 
     """Whether a model stage should run in the calling process instead of a Ray Data actor pool: when no Ray is
     running or given (the command would start a local one for this stage alone) and the pool would be one actor.
 
-    Such a pool is the same stage code in one other process, behind ~3 s of `ray.init` and ~3 s of actor start-up
-    (a fresh process importing torch); on 2 cores that start-up alone is longer than labeling 10k images
-    (benchmarks/RESULTS.md, "In process")."""
+    Such a pool is the same stage code in one other process, behind `ray.init` and a fresh actor process importing
+    torch: 8-16 s to the first labeled batch on a 2-core VM, where the command's process labels 10k images in 3-6 s
+    (benchmarks/RESULTS.md, "In the command's process")."""
     if address or os.environ.get("RAY_ADDRESS") or ray.is_initialized():
         return False
     if device == "cuda":
