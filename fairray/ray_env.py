@@ -115,7 +115,7 @@ def runs_in_process(address: str | None, device: str, actors: int | None, rows: 
     running or given (the command would start a local one for this stage alone) and the pool would be one actor.
 
     Such a pool is the same stage code in one other process, behind `ray.init` and a fresh actor process importing
-    torch: 8-16 s to the first labeled batch on a 2-core VM, where the command's process labels 10k images in 3-6 s
+    torch: 8-16 s to the first labeled batch on a 2-core VM, where the command's process labels 10k images in 2.7-4.5 s
     (benchmarks/RESULTS.md, "In the command's process")."""
     if address or os.environ.get("RAY_ADDRESS") or ray.is_initialized():
         return False
