@@ -89,14 +89,14 @@ def generate(checkpoint: Path, n: int, out: Path, seed: int = 0, batch_size: int
     dev = resolve_device(device)  # before Ray starts: this machine's
     kwargs = {"checkpoint": str(Path(checkpoint).resolve()), "seed": seed,
               "timings": str(timings) if timings else None, "image_format": image_format}
-    if engine == "process" or (engine == "auto" and runs_in_process(address, dev, actors, n)):
+    if runs_in_process(engine, address, dev, actors, n):
         from fairray.data.pipeline import run_in_process
 
         ids = ({"id": np.arange(i, min(i + batch_size, n))} for i in range(0, n, batch_size))
         run_in_process(GeneratorActor(device=dev, **kwargs), ids, out / DATA_DIR, n, "generate (in process)")
     else:
         init_ray(address, dashboard=dashboard)
-        dev = resolve_device(device)
+        dev = resolve_device(device)  # the cluster's, which may differ from this machine's
         n_actors, cpus, threads = actor_pool(dev, actors, rows=n)
         ds = ray.data.range(n).map_batches(
             GeneratorActor, fn_constructor_kwargs=kwargs | {"device": dev, "threads": threads},

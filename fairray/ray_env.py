@@ -110,13 +110,16 @@ def local_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def runs_in_process(address: str | None, device: str, actors: int | None, rows: int) -> bool:
-    """Whether a model stage should run in the calling process instead of a Ray Data actor pool: when no Ray is
-    running or given (the command would start a local one for this stage alone) and the pool would be one actor.
+def runs_in_process(engine: str, address: str | None, device: str, actors: int | None, rows: int) -> bool:
+    """Whether a model stage runs in the calling process instead of a Ray Data actor pool. engine "process" /
+    "ray" decide; "auto": when no Ray is running or given (the command would start a local one for this stage
+    alone) and the pool would be one actor.
 
     Such a pool is the same stage code in one other process, behind `ray.init` and a fresh actor process importing
     torch: 8-16 s to the first labeled batch on a 2-core VM, where the command's process labels 10k images in 2.7-4.5 s
     (benchmarks/RESULTS.md, "In the command's process")."""
+    if engine != "auto":
+        return engine == "process"
     if address or os.environ.get("RAY_ADDRESS") or ray.is_initialized():
         return False
     if device == "cuda":

@@ -226,17 +226,19 @@ def test_in_process_labels_like_ray_data(trained, biased, tmp_path):
 def test_label_runs_in_process_only_for_a_one_actor_pool_on_a_ray_of_its_own(ray_local, monkeypatch):
     from fairray import ray_env
 
-    assert not ray_env.runs_in_process(None, "cpu", None, 10_000)  # this session's Ray is running: join it
+    assert not ray_env.runs_in_process("auto", None, "cpu", None, 10_000)  # this session's Ray is running: join it
     monkeypatch.setattr(ray_env.ray, "is_initialized", lambda: False)  # as in a fresh `fairray label` process
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setattr(ray_env, "local_cpus", lambda: 2)
-    assert ray_env.runs_in_process(None, "cpu", None, 10_000)
-    assert ray_env.runs_in_process(None, "cpu", None, 2 * ray_env.ROWS_PER_CPU_ACTOR - 1)
-    assert not ray_env.runs_in_process(None, "cpu", None, 2 * ray_env.ROWS_PER_CPU_ACTOR)  # two actors: Ray Data
-    assert not ray_env.runs_in_process(None, "cpu", 2, 10_000)
-    assert not ray_env.runs_in_process("127.0.0.1:6379", "cpu", None, 10_000)  # a cluster: its actors
+    assert ray_env.runs_in_process("auto", None, "cpu", None, 10_000)
+    assert ray_env.runs_in_process("auto", None, "cpu", None, 2 * ray_env.ROWS_PER_CPU_ACTOR - 1)
+    assert not ray_env.runs_in_process("auto", None, "cpu", None, 2 * ray_env.ROWS_PER_CPU_ACTOR)  # two actors: Ray Data
+    assert not ray_env.runs_in_process("auto", None, "cpu", 2, 10_000)
+    assert not ray_env.runs_in_process("auto", "127.0.0.1:6379", "cpu", None, 10_000)  # a cluster: its actors
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
-    assert not ray_env.runs_in_process(None, "cpu", None, 10_000)
+    assert not ray_env.runs_in_process("auto", None, "cpu", None, 10_000)
     monkeypatch.delenv("RAY_ADDRESS")
     monkeypatch.setattr(ray_env, "local_cpus", lambda: 1)
-    assert ray_env.runs_in_process(None, "cpu", None, 10**6)
+    assert ray_env.runs_in_process("auto", None, "cpu", None, 10**6)
+    assert ray_env.runs_in_process("process", "127.0.0.1:6379", "cpu", 4, 10**6)  # an explicit engine wins
+    assert not ray_env.runs_in_process("ray", None, "cpu", None, 10)

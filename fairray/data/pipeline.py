@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from fairray.data.table import (
     DATA_DIR,
     column_names,
     count_rows,
+    iter_batches,
     read_manifest,
     read_table,
     shard_paths,
@@ -162,12 +163,11 @@ def label(cfg: LabelConfig, out: Path, timings: Path | None = None, stamps: dict
                     "timings": str(timings) if timings else None,
                     "precision": cfg.ray.precision}  # "auto" resolves on the stage's machine, maybe not the driver's
     local_device = resolve_device(cfg.ray.device)  # before Ray starts: this machine's
-    in_process = cfg.engine == "process" or (
-        cfg.engine == "auto" and runs_in_process(cfg.ray.address, local_device, cfg.actors, rows))
+    in_process = runs_in_process(cfg.engine, cfg.ray.address, local_device, cfg.actors, rows)
     if in_process:
         device = local_device
         stamp("ray_ready")
-        run_in_process(LabelStage(device=device, **stage_kwargs), parquet_batches(paths, cfg.batch_size),
+        run_in_process(LabelStage(device=device, **stage_kwargs), iter_batches(Path(cfg.dataset), cfg.batch_size),
                        out / DATA_DIR, rows, "label (in process)")
     else:
         device = _label_with_ray(cfg, paths, out / DATA_DIR, stage_kwargs, rows, dashboard, stamp)
@@ -196,15 +196,6 @@ def _label_with_ray(cfg: LabelConfig, paths: list[str], data_dir: Path, stage_kw
                         num_cpus=cpus, compute=model_actors(n_actors))
     ds.write_parquet(str(data_dir))
     return device
-
-
-def parquet_batches(paths: list[str], batch_size: int) -> Iterator[pa.Table]:
-    """The shards' rows as Arrow tables of batch_size rows (the last of each shard shorter), in order."""
-    import pyarrow.parquet as pq
-
-    for path in paths:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
-            yield pa.Table.from_batches([batch])
 
 
 def run_in_process(stage: Callable[[Any], pa.Table], batches: Iterable[Any], data_dir: Path, rows: int,

@@ -102,10 +102,11 @@ def read_table(dataset: Path, columns: list[str] | None = None) -> pd.DataFrame:
     return df.drop(columns="image_id") if borrowed else df
 
 
-def iter_batches(dataset: Path, batch_size: int, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+def iter_batches(dataset: Path, batch_size: int, columns: list[str] | None = None) -> Iterator[pa.Table]:
+    """The shards' rows as Arrow tables of batch_size rows (the last of each shard shorter), in shard order."""
     for p in shard_paths(dataset):
         for batch in pq.ParquetFile(p).iter_batches(batch_size=batch_size, columns=columns):
-            yield batch.to_pandas()
+            yield pa.Table.from_batches([batch])
 
 
 def count_rows(dataset: Path) -> int:

@@ -293,7 +293,8 @@ def weight_pass(dataset: Path, out: Path, state: dict, calib: dict, clip_max: fl
     process when no Ray runs or is given and the pool would be one actor)."""
     import ray
 
-    from fairray.data.pipeline import parquet_batches, run_in_process
+    from fairray.data.pipeline import run_in_process
+    from fairray.data.table import iter_batches
     from fairray.ray_env import actor_pool, init_ray, model_actors, runs_in_process
 
     rows, paths = count_rows(dataset), [str(p) for p in shard_paths(dataset)]
@@ -301,8 +302,8 @@ def weight_pass(dataset: Path, out: Path, state: dict, calib: dict, clip_max: fl
     stage_kwargs = {"state": state, "calib": calib, "clip_max": clip_max, "size": state["resolution"],
                     "timings": str(timings) if timings else None}
     # the ratio classifier is small: CPU actors
-    if engine == "process" or (engine == "auto" and runs_in_process(address, "cpu", actors, rows)):
-        run_in_process(WeightActor(**stage_kwargs), parquet_batches(paths, RATIO_BATCH), data_dir, rows,
+    if runs_in_process(engine, address, "cpu", actors, rows):
+        run_in_process(WeightActor(**stage_kwargs), iter_batches(dataset, RATIO_BATCH), data_dir, rows,
                        "density ratio (in process)", progress)
         return
     init_ray(address)
