@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from pipeline_clock import batches, steady_state
+from pipeline_clock import actors_label, batches, engine_runs, steady_state
 
 from fairray.machine import cpu_description, keep_freed_memory
 from fairray.models.generator_io import load_generator, to_images
@@ -108,9 +108,7 @@ def main() -> None:
     for n in (int(x) for x in args.n.split(",")):
         for repeat in range(args.repeats):
             for fmt in args.image_format.split(","):
-                runs = [(e, a) for e in args.engine.split(",")
-                        for a in ([int(x) for x in args.actors.split(",") if x] or [None] if e == "ray" else [None])]
-                for engine, actors in runs:
+                for engine, actors in engine_runs(args.engine, args.actors):
                     r = subprocess.run([sys.executable, __file__, "--checkpoint", str(args.checkpoint), "--device",
                                         args.device, "--batch-size", str(args.batch_size), "--image-format", fmt,
                                         "--engine", engine,
@@ -120,7 +118,7 @@ def main() -> None:
                         raise SystemExit(r.stderr[-3000:])
                     c = json.loads(r.stdout.strip().splitlines()[-1])
                     rows.append({"n": n, "image_format": fmt, "engine": engine,
-                                 "actors": actors or ("default" if engine == "ray" else 0), "repeat": repeat,
+                                 "actors": actors_label(engine, actors), "repeat": repeat,
                                  "naive_img_per_s": round(a), "bare_img_per_s": round(b), "bare_batch": bs,
                                  "pipeline": c, "steady_over_bare": round(c["steady_img_per_s"] / b, 3),
                                  "end_to_end_over_naive": round(c["end_to_end_img_per_s"] / a, 2)})

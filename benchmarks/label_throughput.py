@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from pipeline_clock import batches, steady_state
+from pipeline_clock import actors_label, batches, engine_runs, steady_state
 
 from fairray.config import LabelConfig, SynthConfig
 from fairray.data import synth_dataset
@@ -221,12 +221,10 @@ def main() -> None:
                     formats[fmt] = data
             for repeat in range(args.repeats):
                 for fmt, path in formats.items():
-                    runs = [(e, a) for e in args.engine.split(",")
-                            for a in ([int(a) for a in args.actors.split(",") if a] or [None] if e == "ray" else [None])]
-                    for engine, actors in runs:
+                    for engine, actors in engine_runs(args.engine, args.actors):
                         c = pipeline_child(args, path, actors, engine)
                         rows.append({"n": n, "image_format": fmt, "engine": engine,
-                                     "actors": actors or ("default" if engine == "ray" else 0), "repeat": repeat,
+                                     "actors": actors_label(engine, actors), "repeat": repeat,
                                      "naive_img_per_s": round(a), "bare_img_per_s": round(b), "bare_batch": bs,
                                      "bare_dtype": dtype, "pipeline": c,
                                      "steady_over_bare": round(c["steady_img_per_s"] / b, 3),

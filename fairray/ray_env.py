@@ -25,6 +25,10 @@ os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
 # Train V2 re-routes a worker's print() into the root logger and also tees it to the (wrapped) stdout, so every
 # tick line reached the console twice; workers of a local Ray inherit this and print once.
 os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+# Ray Data's V2 Parquet reader lists files in a task whose completion thread can lose a race with the task's own
+# shutdown and print an InterruptedError traceback from a successful read (2 reads in 10 on a loaded 2-core box,
+# benchmarks/listfiles_race.py); the V1 reader has no listing task. RAY_DATA_USE_DATASOURCE_V2=1 brings V2 back.
+os.environ.setdefault("RAY_DATA_USE_DATASOURCE_V2", "0")
 
 import ray  # noqa: E402
 
@@ -33,12 +37,16 @@ log = logging.getLogger("fairray.ray")
 
 def init_ray(address: str | None = None, num_cpus: int | None = None, object_store_mb: int | None = None,
              dashboard: bool = True) -> None:
-    """Join `address` (or $RAY_ADDRESS) when given, else start a local Ray; a no-op if already connected.
+    """Join `address` (or $RAY_ADDRESS) when given, else start a local Ray; if already connected, only picks this
+    process's Ray Data Parquet reader.
 
     object_store_mb None: Ray's default (30% of memory, allocated as used). With 512 MB, Ray Data's share (half)
     could not hold a 5,000-row block of images per labeling actor, so a second actor sat idle (measured).
     The dashboard stays on by default: Train V2 polls the State API through it (without it, every run logs
     dozens of "State API may be temporarily unavailable" lines)."""
+    # the env default above is read when ray.data is first imported, which may have happened before this module
+    v2 = os.environ["RAY_DATA_USE_DATASOURCE_V2"].lower() in ("1", "true")
+    ray.data.DataContext.get_current().use_datasource_v2 = v2
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")

@@ -164,6 +164,27 @@ def test_model_stages_run_their_udf_on_the_actors_own_thread(ray_local):
     assert same_thread(ray_local.data.ActorPoolStrategy(size=1)) == [False] * 8  # Ray's default, for contrast
 
 
+def test_parquet_reads_take_the_v1_reader_unless_asked(ray_local, biased, monkeypatch):
+    """Ray Data 2.60's V2 Parquet reader can print an InterruptedError traceback from a successful read (its
+    file-listing task's completion thread races the task's shutdown: 2 reads in 10 on a loaded 2-core box,
+    benchmarks/listfiles_race.py); fairray's processes read with V1 unless RAY_DATA_USE_DATASOURCE_V2=1, also when
+    Ray was already initialised (the tests' session, a Ray job's driver)."""
+    from fairray.ray_env import init_ray
+
+    ctx = ray_local.data.DataContext.get_current()
+    ctx.use_datasource_v2 = True  # as Ray's own default leaves it
+    init_ray()
+    assert ctx.use_datasource_v2 is False
+    stats = ray_local.data.read_parquet([str(p) for p in shard_paths(biased)]).materialize().stats()
+    assert "ReadParquet" in stats and "ListFiles" not in stats
+    monkeypatch.setenv("RAY_DATA_USE_DATASOURCE_V2", "1")
+    init_ray()
+    assert ctx.use_datasource_v2 is True
+    monkeypatch.undo()
+    init_ray()
+    assert ctx.use_datasource_v2 is False
+
+
 def test_cpu_actor_pool_follows_cpus_and_rows(ray_local):
     """One-thread CPU actors, one per CPU and per full ROWS_PER_CPU_ACTOR rows; all of a stage's actors together ask for
     at most a quarter of the CPUs, so two stages side by side (the demo's label and density-ratio passes) leave
