@@ -244,6 +244,27 @@ def test_in_process_labels_like_ray_data(trained, biased, tmp_path):
     assert pq.read_schema(shard_paths(tmp_path / "process")[0]) == pq.read_schema(shard_paths(tmp_path / "ray")[0])
 
 
+def test_in_process_writes_shards_of_other_column_types_as_one_table(tmp_path):
+    """Shards written from pandas type a column with no value in them as null; the in-process engine writes one
+    Parquet file in the first batch's schema, so every batch must come in the shards' unified schema."""
+    import pyarrow as pa
+
+    from fairray.data.pipeline import run_in_process
+    from fairray.data.table import iter_batches
+
+    writer = ShardWriter(tmp_path / "ds")
+    writer.write(pd.DataFrame({"image_id": ["a", "b"], "error": [None, None], "Young": [None, None]}))
+    writer.write(pd.DataFrame({"image_id": ["c"], "error": ["not an image"], "Young": [1]}))
+    batches = list(iter_batches(tmp_path / "ds", 2))
+    assert [b.schema for b in batches] == [batches[0].schema] * 2
+    types = {f.name: f.type for f in batches[0].schema}
+    assert types["Young"] == pa.int64() and types["error"] in (pa.string(), pa.large_string())
+    run_in_process(lambda table: table, iter_batches(tmp_path / "ds", 2), tmp_path / "out", 3, "copy", progress=False)
+    back = pd.read_parquet(tmp_path / "out")
+    assert back.image_id.tolist() == ["a", "b", "c"] and back.error.fillna("").tolist() == ["", "", "not an image"]
+    assert back.Young.isna().tolist() == [True, True, False]
+
+
 def test_label_runs_in_process_only_for_a_one_actor_pool_on_a_ray_of_its_own(ray_local, monkeypatch):
     from fairray import ray_env
 

@@ -103,10 +103,18 @@ def read_table(dataset: Path, columns: list[str] | None = None) -> pd.DataFrame:
 
 
 def iter_batches(dataset: Path, batch_size: int, columns: list[str] | None = None) -> Iterator[pa.Table]:
-    """The shards' rows as Arrow tables of batch_size rows (the last of each shard shorter), in shard order."""
-    for p in shard_paths(dataset):
+    """The shards' rows as Arrow tables of batch_size rows (the last of each shard shorter), in shard order, all in
+    one schema: shards written from pandas type a column with no value in them as null (a folder's `error` where no
+    file failed, a label no row has), so each batch is cast to the shards' unified schema and a consumer that writes
+    one file (pipeline.run_in_process) sees the same types in every batch."""
+    paths = shard_paths(dataset)
+    schema = pa.unify_schemas([pq.read_schema(p) for p in paths], promote_options="permissive")
+    if columns is not None:
+        schema = pa.schema([schema.field(c) for c in columns])
+    for p in paths:
         for batch in pq.ParquetFile(p).iter_batches(batch_size=batch_size, columns=columns):
-            yield pa.Table.from_batches([batch])
+            table = pa.Table.from_batches([batch])
+            yield table if table.schema == schema else table.select(schema.names).cast(schema)
 
 
 def count_rows(dataset: Path) -> int:
