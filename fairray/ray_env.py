@@ -45,7 +45,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, object_sto
     The dashboard stays on by default: Train V2 polls the State API through it (without it, every run logs
     dozens of "State API may be temporarily unavailable" lines)."""
     # the env default above is read when ray.data is first imported, which may have happened before this module
-    v2 = os.environ["RAY_DATA_USE_DATASOURCE_V2"].lower() in ("1", "true")
+    v2 = os.environ.get("RAY_DATA_USE_DATASOURCE_V2", "0").lower() in ("1", "true")
     ray.data.DataContext.get_current().use_datasource_v2 = v2
     if ray.is_initialized():
         return
