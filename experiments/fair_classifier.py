@@ -153,14 +153,9 @@ def main() -> None:
                     help="DiGA: x + G(z+sn) - G(z) or G(z+sn) itself (DigaConfig.edit)")
     ap.add_argument("--fixed-strength", action="store_true",
                     help="DiGA: every edit at --strength (default: each from U(0, --strength))")
-    ap.add_argument("--strength-min", type=float, default=0.0,
-                    help="DiGA: the least strength of uniform sampling (DigaConfig.strength_min)")
     ap.add_argument("--budget", default="images", choices=["images", "real_passes"],
                     help="classifier budget (FairClassifierConfig.budget): every method --kimg images, or each "
                          "real row seen as often as in the baseline")
-    ap.add_argument("--consistency", type=float, default=0.0,
-                    help="DiGA: weight of the classifier's consistency term between each row and its edits "
-                         "(FairClassifierConfig.consistency)")
     ap.add_argument("--coefficients", default=None, help="DiGA: the c grid, comma-separated (default DigaConfig's)")
     ap.add_argument("--backend", default="local", choices=["local", "ray"])
     ap.add_argument("--results", type=Path, default=RESULTS / "fair_classifier.json")
@@ -210,7 +205,6 @@ def main() -> None:
                           refine_steps=args.refine_steps, encoder_kimg=40, verify=args.diga_verify,
                           edits_per_row=args.edits_per_row, edit=args.diga_edit,
                           strength_sampling="fixed" if args.fixed_strength else "uniform",
-                          strength_min=args.strength_min,
                           **({"coefficients": [float(c) for c in args.coefficients.split(",")]}
                              if args.coefficients else {}))
         prep, c = None, None
@@ -247,8 +241,7 @@ def main() -> None:
                                                       svm_confident=args.svm_confident,
                                                       verified_only=args.verified_only), pdir)
                 elif method == "diga":
-                    cd = cs.model_copy(update={"consistency": args.consistency})
-                    m = directions.diga_point(dcfg.model_copy(update={"classifier": cd}), c, args.strength, pdir,
+                    m = directions.diga_point(dcfg.model_copy(update={"classifier": cs}), c, args.strength, pdir,
                                               prep, labeler=lab)
                 else:  # the ceiling: as many balanced faces as the pairs add, true labels or the labeler's
                     aug = oracle_set(out, args, lab if method == "oracle-labelled" else None)

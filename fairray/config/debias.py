@@ -86,8 +86,7 @@ class DigaConfig(GanDebiasConfig):
     edit_weight: float = Field(1.0, gt=0, description="per-row loss weight of edited images")
     strength_sampling: Literal["fixed", "uniform"] = Field(
         "uniform", description="fixed: every edit at `strength`; uniform: each edit's strength drawn from "
-                               "U(strength_min, strength) (DiGA: a random degree per image)")
-    strength_min: float = Field(0.0, ge=0, description="the least strength of uniform sampling (DiGA's alpha_l)")
+                               "U(0, strength) (DiGA: a random degree per image)")
     edits_per_row: int | None = Field(None, ge=1, description="edits of each training row; default 4 with uniform "
                                       "strengths, 1 with fixed ones (identical copies otherwise)")
     verify: Literal["none", "target", "flip"] | None = Field(
@@ -105,6 +104,4 @@ class DigaConfig(GanDebiasConfig):
             raise ValueError("edits_per_row > 1 needs strength_sampling=uniform (fixed strengths give identical copies)")
         if self.verify is None:
             self.verify = "target" if self.labeler else "none"
-        if self.strength_sampling == "uniform" and self.strength_min >= self.strength:
-            raise ValueError(f"strength_min ({self.strength_min:g}) must be below strength ({self.strength:g})")
         return self

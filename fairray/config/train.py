@@ -139,9 +139,6 @@ class FairClassifierConfig(Cfg):
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(5e-4, ge=0)
     hflip: bool = True
-    consistency: float = Field(0.0, ge=0, description="weight of the consistency term: the squared change of the "
-                               "target's log-odds between a real row and each augmented row made from it (an "
-                               "augmented set's source_id column names that row; DiGA's invariance to its edits)")
     threshold: Literal["calibrated", "fixed"] = Field(
         "calibrated", description="calibrated: #predicted positives = #positives on val; fixed: 0.5")
     n_boot: int = Field(200, ge=0, description="bootstrap resamples for the metric intervals")

@@ -8,7 +8,7 @@
 3. c is chosen on val images as the one whose +-s edits keep the target (judged by the labeler's target head;
    DiGA uses CLIP zero-shot), without any protected labels.
 4. Every training image is edited toward the other class's stereotype (y=0: +s n, y=1: -s n), edits_per_row
-   times at strengths drawn from U(s_min, s) (DiGA's random degree; or once at s), and the edits are added to the real
+   times at strengths drawn from U(0, s) (DiGA's random degree; or once at s), and the edits are added to the real
    rows; with `verify` only those whose target label the labeler confirms (and, `flip`, whose protected label it
    sees changed): an edit that loses a faint target adds label noise, not balance. `residual` edits add
    G(z + s n) - G(z) to the real image (HFGI-style detail preservation); `generate` uses G(z + s n) itself.
@@ -47,7 +47,6 @@ class Prepared:
     z_dim: int
     encoder: LatentEncoder
     train_images: np.ndarray
-    train_ids: np.ndarray
     train_z: np.ndarray
     train_y: np.ndarray
     val_images: np.ndarray
@@ -142,7 +141,7 @@ def prepare(cfg: DigaConfig, out: Path, progress: bool = False) -> Prepared:
             print(f"inverted {len(z_tr) + len(z_va):,} images in {time.perf_counter() - t0:.0f} s", flush=True)
     y_tr = df_tr[clf.target].to_numpy()
     w_a, w_b = fit_directions(z_tr, y_tr, cfg.c_strong, cfg.c_weak, cfg.seed)
-    return Prepared(dataset, ckpt, G, gcfg.z_dim, enc, x_tr, df_tr.image_id.to_numpy(), z_tr, y_tr, x_va, z_va, df_va[clf.target].to_numpy(),
+    return Prepared(dataset, ckpt, G, gcfg.z_dim, enc, x_tr, z_tr, y_tr, x_va, z_va, df_va[clf.target].to_numpy(),
                     df_va[clf.protected].to_numpy(), w_a, w_b)
 
 
@@ -184,7 +183,7 @@ def edit_checks(after: dict[str, np.ndarray], y: np.ndarray, protected_before: n
 def diga_point(cfg: DigaConfig, c: float, s: float, out: Path, prep: Prepared | None = None,
                ctx: RunContext | None = None, labeler: Labeler | None = None) -> dict[str, float]:
     """Edit every training row (cfg.edits_per_row times) toward the other class's stereotype with n(c) and
-    strength s (or U(strength_min, s)), train the classifier on real + edits (only the labeler-confirmed ones with
+    strength s (or U(0, s)), train the classifier on real + edits (only the labeler-confirmed ones with
     cfg.verify), return its metrics (balanced test) + c, s and, given a labeler (default: cfg.labeler's), the
     edits' keep / flip rates. The classifier's MLflow run is ctx.name
     (default diga-c<c>-s<s>[settings]-seed<seed>) under ctx.parent."""
@@ -198,13 +197,10 @@ def diga_point(cfg: DigaConfig, c: float, s: float, out: Path, prep: Prepared | 
     ctx, out = ctx or RunContext(progress=False), Path(out)
     prep = prep or prepare(cfg, out)
     clf = cfg.classifier
-    if cfg.strength_sampling == "uniform" and cfg.strength_min >= s:
-        raise FairrayError(f"strength {s:g} is not above strength_min ({cfg.strength_min:g})")
     n = combine(prep.w_a, prep.w_b, c)
     rows = np.tile(np.arange(len(prep.train_y)), cfg.edits_per_row)
     y = prep.train_y[rows]
-    size = (np.random.default_rng(cfg.seed).uniform(cfg.strength_min, s, len(rows))
-            if cfg.strength_sampling == "uniform"
+    size = (np.random.default_rng(cfg.seed).uniform(0, s, len(rows)) if cfg.strength_sampling == "uniform"
             else np.full(len(rows), s))
     shift = np.where(y == 0, size, -size)
     edited = edit(prep.G, prep.train_images[rows], prep.train_z[rows], n, shift, cfg.edit)
@@ -221,15 +217,10 @@ def diga_point(cfg: DigaConfig, c: float, s: float, out: Path, prep: Prepared | 
                 "edits_verified": float((kept & flipped).mean()), "edits_used": int(keep.sum())}
     # settings beyond (c, s) name the run too, so points of one campaign never share (and overwrite) a folder
     extra = "".join(part for part, on in ((f"-u{cfg.edits_per_row}", cfg.strength_sampling == "uniform"),
-                                          (f"-from{cfg.strength_min:g}", cfg.strength_sampling == "uniform"
-                                           and cfg.strength_min > 0),
                                           (f"-{cfg.verify}", cfg.verify != "none"),
-                                          ("-gen", cfg.edit == "generate"),
-                                          (f"-cons{clf.consistency:g}", clf.consistency > 0)) if on)
+                                          ("-gen", cfg.edit == "generate")) if on)
     tag = f"diga-c{c:g}-s{s:g}{extra}-seed{clf.seed}"
-    # source_id: the real row each edit was made from (the classifier's consistency term pairs them)
-    path = write_rows(out / tag / "edits", edited[keep], {clf.target: y[keep], "edit_strength": shift[keep],
-                                                         "source_id": prep.train_ids[rows][keep]},
+    path = write_rows(out / tag / "edits", edited[keep], {clf.target: y[keep], "edit_strength": shift[keep]},
                       cfg.edit_weight, "diga-edits", {"method": "diga", "c": c, "s": s, "edit": cfg.edit,
                                                       "verify": cfg.verify})
     ccfg = clf.model_copy(update={"dataset": str(prep.dataset), "augment_data": [*clf.augment_data, str(path)]})

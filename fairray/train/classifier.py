@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,6 @@ import torch.nn.functional as F
 
 from fairray.config import FairClassifierConfig
 from fairray.data.loading import check_split, load_split, subsets
-from fairray.data.table import column_names
 from fairray.errors import FairrayError
 from fairray.metrics.downstream import bias_direction, calibrated_threshold, evaluate
 from fairray.models.classifiers import AttributeClassifier, ClassifierConfig
@@ -53,86 +51,44 @@ def dataset_path(cfg: FairClassifierConfig, out: Path, progress: bool = False) -
     return path
 
 
-@dataclass
-class TrainingRows:
-    """A rank's training rows: real + augmented images, target, loss weight; `pairs` (k, 2) indexes (real row,
-    augmented row made from it) for the consistency term; `dropped`: rows the decoder left out."""
-
-    x: np.ndarray
-    y: np.ndarray
-    w: np.ndarray
-    pairs: np.ndarray
-    dropped: int
-
-
-def training_rows(cfg: FairClassifierConfig, dataset: Path, rank: int = 0, world: int = 1) -> TrainingRows:
-    """This rank's real + augmented training rows. With cfg.consistency, an augmented set with a source_id column
-    is read whole and each rank keeps the rows made from its own real rows, so every pair trains on one rank."""
+def training_rows(cfg: FairClassifierConfig, dataset: Path, rank: int = 0, world: int = 1
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """This rank's real + augmented training rows: images, target, weights, and how many rows the decoder dropped."""
     x, df = load_split(dataset, "train", [cfg.target, "weight"], rank, world, cfg.resolution, cfg.train_subset)
     xs, ys, ws, dropped = [x], [df[cfg.target].to_numpy()], [df.weight.to_numpy()], df.attrs.get("bad_rows", 0)
-    position = {iid: i for i, iid in enumerate(df.image_id)}
-    pairs, start = [], len(x)
     for aug in cfg.augment_data:
-        paired = cfg.consistency > 0 and "source_id" in column_names(Path(aug))
-        cols = [cfg.target, "weight", *(["source_id"] if paired else [])]
-        xa, da = load_split(Path(aug), "train", cols, *((0, 1) if paired else (rank, world)), cfg.resolution)
-        dropped += da.attrs.get("bad_rows", 0) if rank == 0 or not paired else 0
-        if paired:
-            mine = da.source_id.map(position).notna().to_numpy()
-            xa, da = xa[mine], da[mine].reset_index(drop=True)
-            pairs.append(np.stack([da.source_id.map(position).to_numpy(np.int64),
-                                   start + np.arange(len(da), dtype=np.int64)], 1))
+        xa, da = load_split(Path(aug), "train", [cfg.target, "weight"], rank, world, cfg.resolution)
         xs.append(xa)
         ys.append(da[cfg.target].to_numpy())
         ws.append(da.weight.to_numpy())
-        start += len(xa)
+        dropped += da.attrs.get("bad_rows", 0)
     y = np.concatenate(ys).astype(np.int64)
     if not np.isin(y, (0, 1)).all():
         raise FairrayError(f"target {cfg.target!r} must be binary 0/1 in every training set")
-    return TrainingRows(np.concatenate(xs), y, np.concatenate(ws).astype(np.float32),
-                        np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64), dropped)
+    return np.concatenate(xs), y, np.concatenate(ws).astype(np.float32), dropped
 
 
 def weighted_ce(logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return (F.cross_entropy(logits.float(), y, reduction="none") * w).sum() / w.sum().clamp_min(1e-12)
 
 
-def log_odds(logits: torch.Tensor) -> torch.Tensor:
-    """log P(1) - log P(0) of a two-class head."""
-    logits = logits.float()
-    return logits[:, 1] - logits[:, 0]
-
-
 class WeightedCE:
-    """The weighted mean cross-entropy of the target head, plus `consistency` x the mean squared change of the
-    target's log-odds from a real row to an augmented row made from it (batch["pairs"]: the two images stacked,
-    real first). One phase, "main"."""
+    """The weighted mean cross-entropy of the target head. One phase, "main"."""
 
-    def __init__(self, model: torch.nn.Module, target: str, consistency: float = 0.0):
-        self.model, self.target, self.consistency = model, target, consistency
+    def __init__(self, model: torch.nn.Module, target: str):
+        self.model, self.target = model, target
 
     def accumulate_gradients(self, phase: str, batch: dict) -> tuple[torch.Tensor, dict]:
-        if "pairs" not in batch:
-            loss = weighted_ce(self.model(batch["x"])[self.target], batch["y"], batch["w"])
-            return loss, {"train_loss": loss}
-        # one forward pass for both: BatchNorm sees the pairs with the rows, as a second pass would not
-        n, k = len(batch["x"]), len(batch["pairs"]) // 2
-        logits = self.model(torch.cat([batch["x"], batch["pairs"]]))[self.target]
-        ce = weighted_ce(logits[:n], batch["y"], batch["w"])
-        gap = (log_odds(logits[n:n + k]) - log_odds(logits[n + k:])).pow(2).mean()
-        loss = ce + self.consistency * gap
-        return loss, {"train_loss": ce, "consistency_gap": gap}
+        loss = weighted_ce(self.model(batch["x"])[self.target], batch["y"], batch["w"])
+        return loss, {"train_loss": loss}
 
 
-def fit_loop(model: torch.nn.Module, rows: TrainingRows, cfg: FairClassifierConfig, device: torch.device,
-             world: int = 1, rank: int = 0, state: dict | None = None,
+def fit_loop(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, w: np.ndarray, cfg: FairClassifierConfig,
+             device: torch.device, world: int = 1, rank: int = 0, state: dict | None = None,
              on_tick: Callable[[dict, dict], None] | None = None, session: Session | None = None
              ) -> torch.nn.Module:
     """Weighted-CE training for cfg.kimg thousand images (over all ranks); on_tick(metrics, state) TICKS times.
-    With cfg.consistency, each step also draws batch_size / 2 of rows.pairs (not counted in kimg). Runs in a Ray
-    Train worker (pass its session) or in-process (Tune trials, backend=local)."""
-    x, y, w, pairs = rows.x, rows.y, rows.w, rows.pairs
-    paired = cfg.consistency > 0 and len(pairs) > 0
+    Runs in a Ray Train worker (pass its session) or in-process (Tune trials, backend=local)."""
     s = session or Session(rank, world, device, cfg.ray.precision, name="classifier")
     inner = unwrap(model)
     step_img = cfg.batch_size * s.world
@@ -144,26 +100,15 @@ def fit_loop(model: torch.nn.Module, rows: TrainingRows, cfg: FairClassifierConf
     g = torch.Generator().manual_seed(cfg.seed * 1009 + s.rank * 17 + s.step)
     y_t, w_t = torch.from_numpy(y), torch.from_numpy(w)
     clock = TickClock(steps * step_img, max(1, steps // TICKS) * step_img, s.step * step_img)
-    phases, means = [Phase("main", opt, sched=sched)], Means()
-    loss = WeightedCE(model, cfg.target, cfg.consistency if paired else 0.0)
-
-    def images(idx: torch.Tensor, flip: torch.Tensor | None = None) -> torch.Tensor:
-        xb = to_unit(torch.from_numpy(x[idx.numpy()]), s.device, signed=False)
-        if cfg.hflip:
-            flip = (torch.rand(len(idx), generator=g) < 0.5) if flip is None else flip
-            xb = torch.where(flip.to(s.device).view(-1, 1, 1, 1), xb.flip(3), xb)
-        return xb
-
+    phases, loss, means = [Phase("main", opt, sched=sched)], WeightedCE(model, cfg.target), Means()
     model.train()
     while not clock.done:
         idx = torch.randint(len(x), (cfg.batch_size,), generator=g)
-        batch = {"x": images(idx), "y": y_t[idx].to(s.device), "w": w_t[idx].to(s.device)}
-        if paired:
-            pick = torch.from_numpy(pairs[torch.randint(len(pairs), (max(1, cfg.batch_size // 2),),
-                                                        generator=g).numpy()])
-            flip = torch.rand(len(pick), generator=g) < 0.5  # a pair shares its flip
-            batch["pairs"] = images(torch.cat([pick[:, 0], pick[:, 1]]), torch.cat([flip, flip]))
-        s.run_phases(loss, phases, batch, means)
+        xb = to_unit(torch.from_numpy(x[idx.numpy()]), s.device, signed=False)
+        if cfg.hflip:
+            flip = (torch.rand(len(idx), generator=g) < 0.5).to(s.device)
+            xb = torch.where(flip.view(-1, 1, 1, 1), xb.flip(3), xb)
+        s.run_phases(loss, phases, {"x": xb, "y": y_t[idx].to(s.device), "w": w_t[idx].to(s.device)}, means)
         if clock.advance(step_img) and on_tick is not None:
             on_tick({**clock.lap(), **means.pop()}, s.state(stateful, clock.nimg))
     return inner
@@ -174,12 +119,12 @@ def train_loop(config: dict) -> None:
     cfg = FairClassifierConfig.model_validate(config["cfg"])
     s = Session.ray(config, cfg.ray.precision, f"classifier {cfg.target}")
     torch.manual_seed(cfg.seed)
-    rows = training_rows(cfg, Path(config["dataset"]), s.rank, s.world)
-    s.count_dropped(rows.dropped)
+    x, y, w, dropped = training_rows(cfg, Path(config["dataset"]), s.rank, s.world)
+    s.count_dropped(dropped)
     model = build_model(cfg).to(s.device)
     state = resume_state(s.run_dir)  # a restarted worker group (or a re-run with the same name) continues here
     model = prepare(model)
-    fit_loop(model, rows, cfg, s.device, state=state, session=s,
+    fit_loop(model, x, y, w, cfg, s.device, state=state, session=s,
              on_tick=lambda m, st: s.publish(len(s.history) + 1, m, f"loss {m['train_loss']:.3f}", lambda: st, True))
 
 
@@ -187,11 +132,11 @@ def fit(cfg: FairClassifierConfig, dataset: Path, out: Path, name: str = "classi
     """Train (Ray Train or in-process); returns the final model state dict."""
     if cfg.backend == "local":
         torch.manual_seed(cfg.seed)
-        rows = training_rows(cfg, dataset)
+        x, y, w, dropped = training_rows(cfg, dataset)
         device = torch.device(resolve_device(cfg.ray.device))
         s = Session.local(device, cfg.ray.precision, f"classifier {cfg.target}")
-        s.count_dropped(rows.dropped)
-        model = fit_loop(build_model(cfg).to(device), rows, cfg, device, session=s,
+        s.count_dropped(dropped)
+        model = fit_loop(build_model(cfg).to(device), x, y, w, cfg, device, session=s,
                          on_tick=lambda m, st: print_tick(cfg, m))
         return {k: v.cpu() for k, v in model.state_dict().items()}
     storage = (Path(out) / "ray_results").resolve()
@@ -280,8 +225,6 @@ def for_dataset(cfg: FairClassifierConfig, dataset: Path) -> FairClassifierConfi
     cfg = cfg.model_copy(update=update)
     for split in ("train", "val", "test"):
         check_split(dataset, split, [cfg.target, cfg.protected], cfg.train_subset if split == "train" else None)
-    if cfg.consistency > 0 and not any("source_id" in column_names(Path(a)) for a in cfg.augment_data):
-        raise FairrayError("consistency > 0 needs an augmented set with a source_id column (DiGA's edits have one)")
     return cfg
 
 

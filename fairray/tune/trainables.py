@@ -386,7 +386,7 @@ def _run_classifier(trainable, cfg, data, ctx, trial_dir, state, stage_ctx: RunC
     cfg = cfg.model_copy(update={"dataset": str(dataset)})
     compute_setup(max(1, int(round(ctx["trial_cpus"]))))
     torch.manual_seed(cfg.seed)
-    rows = C.training_rows(cfg, dataset)
+    x, y, w, _ = C.training_rows(cfg, dataset)
     model = C.build_model(cfg)
     total = trainable.reports(None, cfg)
     done_ticks = state["iteration"] if state else 0
@@ -398,7 +398,7 @@ def _run_classifier(trainable, cfg, data, ctx, trial_dir, state, stage_ctx: RunC
         emit(m, {k: v for k, v in st.items()}, {}, done=tick >= total)
 
     on_tick.count = 0  # type: ignore[attr-defined]
-    C.fit_loop(model, rows, cfg, torch.device("cpu"), state=state["train"] if state else None, on_tick=on_tick)
+    C.fit_loop(model, x, y, w, cfg, torch.device("cpu"), state=state["train"] if state else None, on_tick=on_tick)
 
 
 def _run_point(trainable, cfg, data, ctx, trial_dir, state, stage_ctx: RunContext, emit) -> None:
