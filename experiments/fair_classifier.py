@@ -216,10 +216,13 @@ def main() -> None:
             (pdir / "diga-prep").mkdir(parents=True, exist_ok=True)
             if first.is_file() and not (pdir / "diga-prep" / "encoder.pt").is_file():
                 shutil.copy(first, pdir / "diga-prep" / "encoder.pt")
+                if first.with_name(first.name + ".json").is_file():  # what made it (directions.made_from)
+                    shutil.copy(first.with_name(first.name + ".json"), pdir / "diga-prep" / "encoder.pt.json")
             t_prep = time.perf_counter()
             prep = directions.prepare(dcfg, pdir, progress=True)
             if not first.is_file():
                 shutil.copy(pdir / "diga-prep" / "encoder.pt", first)
+                shutil.copy(pdir / "diga-prep" / "encoder.pt.json", first.with_name(first.name + ".json"))
             c, choice = directions.choose_coefficient(dcfg, prep, lab, args.strength)
             report["diga_choice"][pair] = {"c": c, "grid": choice, "cos_w_a_w_b": float(prep.w_a @ prep.w_b),
                                            "seconds": time.perf_counter() - t_prep}

@@ -67,6 +67,13 @@ def test_diga_point(tmp_path, ray_local, gan_trained, attrclf_trained, synth_90_
     from fairray.models.generator_io import load_generator
 
     assert prep.train_z.shape == (len(prep.train_images), load_generator(gan_trained)[1].z_dim)
+    # the cache is keyed by what made it: the same settings reuse it, another refine_steps inverts anew
+    lat = tmp_path / "diga-prep" / "latents.npz"
+    made = lat.stat().st_mtime_ns
+    assert np.array_equal(directions.prepare(cfg, tmp_path).train_z, prep.train_z)
+    assert lat.stat().st_mtime_ns == made
+    other = directions.prepare(cfg.model_copy(update={"refine_steps": 3}), tmp_path)
+    assert lat.stat().st_mtime_ns != made and not np.array_equal(other.train_z, prep.train_z)
     from fairray.labelers.registry import load_labeler
 
     c, rows = directions.choose_coefficient(cfg, prep, load_labeler(cfg.labeler), 3.0)

@@ -98,6 +98,16 @@ def edit(G: torch.nn.Module, images: np.ndarray, z: np.ndarray, n: np.ndarray, s
     return np.concatenate(out)
 
 
+def made_from(path: Path, key: dict) -> bool:
+    """A cached file exists and its record (<path>.json) says it was made from `key`."""
+    rec = path.with_name(path.name + ".json")
+    return path.is_file() and rec.is_file() and json.loads(rec.read_text()) == key
+
+
+def record(path: Path, key: dict) -> None:
+    path.with_name(path.name + ".json").write_text(json.dumps(key))
+
+
 def prepare(cfg: DigaConfig, out: Path, progress: bool = False) -> Prepared:
     """Generator, encoder and inverted latents of the train rows and `choose_n` val rows (cached under out)."""
     from fairray.models.generator_io import load_generator
@@ -113,8 +123,11 @@ def prepare(cfg: DigaConfig, out: Path, progress: bool = False) -> Prepared:
     freeze_generator(G, gcfg.z_dim)
     cache = out / "diga-prep"
     cache.mkdir(parents=True, exist_ok=True)
+    # each cached file records what made it: a re-run with another generator or setting must not reuse it
+    enc_key = {"generator": str(Path(ckpt).resolve()), "width": cfg.encoder_width, "kimg": cfg.encoder_kimg,
+               "lr": cfg.encoder_lr, "seed": cfg.seed}
     enc_path = cache / "encoder.pt"
-    if enc_path.is_file():
+    if made_from(enc_path, enc_key):
         enc = LatentEncoder(gcfg.z_dim, gcfg.resolution, cfg.encoder_width)
         enc.load_state_dict(torch.load(enc_path, weights_only=True))
         enc.eval()
@@ -122,6 +135,7 @@ def prepare(cfg: DigaConfig, out: Path, progress: bool = False) -> Prepared:
         enc = train_encoder(G, gcfg.z_dim, gcfg.resolution, cfg.encoder_width, cfg.encoder_kimg, cfg.encoder_lr,
                             seed=cfg.seed, log=print if progress else None)
         torch.save(enc.state_dict(), enc_path)
+        record(enc_path, enc_key)
     x_tr, df_tr = load_split(dataset, "train", [clf.target], size=clf.resolution, subset=clf.train_subset)
     # DiGA picks c on edits of held-out images of the *biased* distribution: no balanced data is assumed.
     x_va, df_va = load_split(dataset, "val", [clf.target, clf.protected], size=clf.resolution,
@@ -129,7 +143,10 @@ def prepare(cfg: DigaConfig, out: Path, progress: bool = False) -> Prepared:
     pick = np.random.default_rng(cfg.seed).permutation(len(x_va))[:cfg.choose_n]
     x_va, df_va = x_va[pick], df_va.iloc[pick].reset_index(drop=True)
     lat = cache / "latents.npz"
-    if lat.is_file():
+    lat_key = {"encoder": enc_key, "dataset": str(Path(dataset).resolve()), "subset": clf.train_subset,
+               "resolution": clf.resolution, "choose_n": cfg.choose_n, "refine_steps": cfg.refine_steps,
+               "refine_lr": cfg.refine_lr, "train_rows": len(x_tr)}
+    if made_from(lat, lat_key):
         saved = np.load(lat)
         z_tr, z_va = saved["train"], saved["val"]
     else:
@@ -137,6 +154,7 @@ def prepare(cfg: DigaConfig, out: Path, progress: bool = False) -> Prepared:
         z_tr = invert(G, enc, x_tr, cfg.refine_steps, cfg.refine_lr)
         z_va = invert(G, enc, x_va, cfg.refine_steps, cfg.refine_lr)
         np.savez(lat, train=z_tr, val=z_va)
+        record(lat, lat_key)
         if progress:
             print(f"inverted {len(z_tr) + len(z_va):,} images in {time.perf_counter() - t0:.0f} s", flush=True)
     y_tr = df_tr[clf.target].to_numpy()
