@@ -76,10 +76,7 @@ def _dataset(cfg: FacegenConfig, out: Path, progress: bool) -> Path:
         if not Path(cfg.dataset).is_dir():
             raise FairrayError(f"dataset {cfg.dataset} is not a directory")
         return Path(cfg.dataset)
-    data = out / "data"
-    if not (data / "dataset.json").is_file():
-        synth_dataset.build(cfg.synth, data, progress=progress)
-    return data
+    return synth_dataset.ensure(cfg.synth, out / "data", progress)
 
 
 def _labeler(cfg: FacegenConfig, out: Path, progress: bool) -> str:

@@ -107,3 +107,19 @@ def test_raw_npy_set_holds_the_png_sets_pixels_and_its_folder_holds_pngs(tmp_pat
     assert np.array_equal(decode_column(a.image)[0], decode_column(b.image)[0])
     assert sorted(p.read_bytes() for p in (tmp_path / "npy" / "images").rglob("*.png")) == \
         sorted(p.read_bytes() for p in (tmp_path / "png" / "images").rglob("*.png"))
+
+
+def test_a_rendered_set_is_reused_only_for_its_own_settings(tmp_path):
+    from fairray.data.table import shard_paths
+
+    big = SynthConfig(n=300, val_frac=0, test_frac=0, perc=0, shard_rows=100)
+    synth_dataset.ensure(big, tmp_path, progress=False)
+    made = [p.stat().st_mtime_ns for p in shard_paths(tmp_path)]
+    assert synth_dataset.current(big, tmp_path)
+    synth_dataset.ensure(big, tmp_path, progress=False)  # the same settings: kept, not rendered again
+    assert [p.stat().st_mtime_ns for p in shard_paths(tmp_path)] == made
+    small = big.model_copy(update={"n": 100, "seed": 5})
+    assert not synth_dataset.current(small, tmp_path)
+    synth_dataset.ensure(small, tmp_path, progress=False)
+    # rendered anew, and none of the larger set's shards is left to be read with it
+    assert synth_dataset.current(small, tmp_path) and len(read_table(tmp_path, columns=["image_id"])) == 100

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,15 @@ from tqdm.auto import tqdm
 from fairray.config import SynthConfig
 from fairray.data.bias import BiasSpec, reference_spec, sample_attributes
 from fairray.data.synthetic import ambiguous_cues, render_chunked, sample_nuisance
-from fairray.data.table import ShardWriter, encode_images, encode_png, write_manifest
+from fairray.data.table import (
+    DATA_DIR,
+    MANIFEST,
+    ShardWriter,
+    encode_images,
+    encode_png,
+    read_manifest,
+    write_manifest,
+)
 
 SOURCE = "synthfaces"
 LABELER = "synthfaces-exact"
@@ -54,8 +63,13 @@ def part_rows(cfg: SynthConfig, part: Part, index: int) -> pd.DataFrame:
 
 
 def build(cfg: SynthConfig, out: Path, progress: bool = True) -> dict:
-    """Render every part to <out>/data/*.parquet (+ optional image folder); returns the manifest."""
+    """Render every part to <out>/data/*.parquet (+ optional image folder), replacing what <out> held; returns the
+    manifest."""
     out = Path(out)
+    # a smaller set over an older one would leave the old set's last shards (and files) to be read with it
+    for old in (out / DATA_DIR, out / "images"):
+        shutil.rmtree(old, ignore_errors=True)
+    (out / MANIFEST).unlink(missing_ok=True)
     writer = ShardWriter(out)
     parts = plan(cfg)
     total = sum(p.n for p in parts)
@@ -91,6 +105,24 @@ def build(cfg: SynthConfig, out: Path, progress: bool = True) -> dict:
         pd.concat(folder_rows).to_csv(out / "images" / "labels.csv", index=False)
     write_manifest(out, manifest)
     return manifest
+
+
+def current(cfg: SynthConfig, out: Path) -> bool:
+    """<out> holds a finished set whose manifest records exactly these settings."""
+    out = Path(out)
+    return (out / MANIFEST).is_file() and read_manifest(out).get("config") == cfg.model_dump(mode="json")
+
+
+def ensure(cfg: SynthConfig, out: Path, progress: bool = True) -> Path:
+    """<out> as rendered from cfg: kept when `current`, rendered anew otherwise, so a re-run in the same output dir
+    with other SynthFaces settings never trains on the old faces."""
+    out = Path(out)
+    if current(cfg, out):
+        return out
+    if (out / MANIFEST).is_file():
+        print(f"{out}: rendered with other SynthFaces settings; rendering anew", flush=True)
+    build(cfg, out, progress)
+    return out
 
 
 def _write_images(out: Path, shard: pd.DataFrame) -> pd.DataFrame:

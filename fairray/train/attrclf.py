@@ -246,8 +246,8 @@ def run(cfg: AttrClfConfig, out: Path, ctx: RunContext | None = None) -> dict:
 
     ctx, out = ctx or RunContext(), Path(out)
     dataset = Path(cfg.dataset) if cfg.dataset else out / "data" / "synthfaces"
-    if cfg.dataset is None and not (dataset / "dataset.json").is_file():
-        synth_dataset.build(cfg.synth, dataset, progress=ctx.progress)
+    if cfg.dataset is None:
+        synth_dataset.ensure(cfg.synth, dataset, progress=ctx.progress)
     cfg = for_dataset(cfg, dataset)
     tracker = ctx.tracker_for(out, cfg)
     with tracker.run(ctx.name or "train-attrclf", parent=ctx.parent,

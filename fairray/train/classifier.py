@@ -45,10 +45,7 @@ def dataset_path(cfg: FairClassifierConfig, out: Path, progress: bool = False) -
         return Path(cfg.dataset)
     from fairray.data import synth_dataset
 
-    path = Path(out) / "data"
-    if not (path / "dataset.json").is_file():
-        synth_dataset.build(cfg.synth, path, progress=progress)
-    return path
+    return synth_dataset.ensure(cfg.synth, Path(out) / "data", progress)
 
 
 def training_rows(cfg: FairClassifierConfig, dataset: Path, rank: int = 0, world: int = 1

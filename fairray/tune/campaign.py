@@ -124,10 +124,10 @@ def prepare(trainable: Trainable, space: Space, cfg: TuneCampaignConfig, base: A
                                                                              defaults["clip_quantile"])))
     for perc, clip in combos:
         src = Path(cfg.dataset) if cfg.dataset else out / "data" / f"perc{perc:g}" / "synth"
-        if not cfg.dataset and not (src / "dataset.json").is_file():
+        synth = cfg.synth.model_copy(update={"perc": perc})
+        if not cfg.dataset and not synth_dataset.current(synth, src):
             say(f"rendering SynthFaces {cfg.synth.bias.describe()} n={cfg.synth.n} perc={perc:g}")
-            shutil.rmtree(src, ignore_errors=True)
-            synth_dataset.build(cfg.synth.model_copy(update={"perc": perc}), src, progress=False)
+            synth_dataset.build(synth, src, progress=False)
         path = src
         if weights_needed and cfg.dataset and "clip_quantile" not in space.params \
                 and (src / "reweight.json").is_file():
