@@ -50,6 +50,9 @@ def test_ddp_two_workers_survive_a_killed_worker_and_resume(ray_local, dataset, 
     # Re-running a finished run does no new work.
     state3 = load_state(gan.fit(longer, dataset, tmp_path))
     assert state3["nimg"] == state2["nimg"] and state3["step"] == state2["step"]
+    # The same name with another setting (or other training rows) is another experiment: trained anew, not resumed.
+    other = load_state(gan.fit(longer.model_copy(update={"lr_g": 1e-4, "kimg": 0.64}), dataset, tmp_path))
+    assert other["resumes"] == [] and 640 <= other["nimg"] < state2["nimg"]
 
 
 def test_run_logs_rank0_ticks_to_mlflow_and_reuses_the_run(ray_local, dataset, tmp_path, attrclf_trained):

@@ -77,3 +77,23 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     if state.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def start_over_if_inputs_changed(run_dir: Path, config: dict, datasets: list[Path]) -> None:
+    """A re-run with a run's name continues it only if it trains on the same rows with the same settings (`config`:
+    the run's settings less those a re-run may extend, such as its length): a `debias latent` re-run with other pairs,
+    a classifier with another lr or a GAN on re-rendered data must not resume the old model. The inputs are
+    recorded in <run_dir>/inputs.json."""
+    import json
+    import shutil
+
+    from fairray.data.table import shard_paths
+
+    inputs = {"config": config, "rows": [[p.name, p.stat().st_size] for d in datasets for p in shard_paths(Path(d))]}
+    record = Path(run_dir) / "inputs.json"
+    if Path(run_dir).exists() and (not record.is_file() or json.loads(record.read_text()) != inputs):
+        print(f"{Path(run_dir).name}: training rows or settings differ from the run in {run_dir}; training anew",
+              flush=True)
+        shutil.rmtree(run_dir)
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(inputs))

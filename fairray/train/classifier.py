@@ -29,7 +29,7 @@ from fairray.metrics.downstream import bias_direction, calibrated_threshold, eva
 from fairray.models.classifiers import AttributeClassifier, ClassifierConfig
 from fairray.ray_env import fit_torch, resolve_device
 from fairray.stage import RunContext
-from fairray.train.checkpoint import load_state
+from fairray.train.checkpoint import load_state, start_over_if_inputs_changed
 from fairray.train.loop import Means, Phase, Session, TickClock, prepare, resume_state, to_unit, unwrap
 
 TICKS = 4  # progress lines (and Ray Train checkpoints) per run
@@ -139,7 +139,8 @@ def fit(cfg: FairClassifierConfig, dataset: Path, out: Path, name: str = "classi
     storage = (Path(out) / "ray_results").resolve()
     # workers run in directories of their own: every path they read must be absolute
     cfg = cfg.model_copy(update={"augment_data": [str(Path(a).resolve()) for a in cfg.augment_data]})
-    start_over_if_inputs_changed(storage / name, cfg, dataset)
+    start_over_if_inputs_changed(storage / name, cfg.model_dump(mode="json", exclude=SCHEDULE_KEYS),
+                                 [dataset, *cfg.augment_data])
     ckpt = fit_torch(train_loop, {"cfg": cfg.model_dump(mode="json"), "dataset": str(Path(dataset).resolve()),
                                   "run_dir": str(storage / name)},
                      cfg.ray, name, storage, what="classifier training")
@@ -148,24 +149,6 @@ def fit(cfg: FairClassifierConfig, dataset: Path, out: Path, name: str = "classi
 
 # a re-run may extend these and continue; any other difference is another experiment
 SCHEDULE_KEYS = {"kimg", "tick_kimg", "n_boot", "tracking", "ray", "backend"}
-
-
-def start_over_if_inputs_changed(run_dir: Path, cfg: FairClassifierConfig, dataset: Path) -> None:
-    """A re-run with the same name continues its run only if it trains on the same rows with the same settings: a
-    `debias latent` re-run with other pairs (or `train-classifier` with another lr) must not resume the old model."""
-    import json
-    import shutil
-
-    from fairray.data.table import shard_paths
-
-    inputs = {"config": cfg.model_dump(mode="json", exclude=SCHEDULE_KEYS),
-              "rows": [[p.name, p.stat().st_size] for d in [dataset, *cfg.augment_data] for p in shard_paths(Path(d))]}
-    record = run_dir / "inputs.json"
-    if run_dir.exists() and (not record.is_file() or json.loads(record.read_text()) != inputs):
-        print(f"{run_dir.name}: training rows or settings differ from the run in {run_dir}; training anew", flush=True)
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps(inputs))
 
 
 def print_tick(cfg: FairClassifierConfig, m: dict) -> None:

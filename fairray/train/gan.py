@@ -24,6 +24,7 @@ from fairray.models.ema import Ema
 from fairray.models.generator_io import build_models
 from fairray.ray_env import fit_torch
 from fairray.stage import RunContext
+from fairray.train.checkpoint import start_over_if_inputs_changed
 from fairray.train.loop import Means, Phase, Session, TickClock, grid_writer, prepare, to_unit, unwrap
 
 GRID_SEED = 1234
@@ -184,10 +185,16 @@ def maybe_fault(cfg: GanConfig, s: Session, nimg: int) -> None:
 # Driver
 
 
+# a re-run may extend or re-score these and continue its run; any other difference is another experiment
+SCHEDULE_KEYS = {"kimg", "tick_kimg", "snapshot_ticks", "keep", "eval_attributes", "eval_labeler", "eval_n",
+                 "fault_at_kimg", "tracking", "ray", "dataset"}
+
+
 def fit(cfg: GanConfig, dataset: Path, out: Path, tracking: dict | None = None) -> Path:
     """Run (or continue) the Ray Train job named cfg.name under <out>/ray_results; returns the last checkpoint."""
     check_split(Path(dataset), "train", [])  # an empty or missing split is one line here, not a worker traceback
     storage = (Path(out) / "ray_results").resolve()
+    start_over_if_inputs_changed(storage / cfg.name, cfg.model_dump(mode="json", exclude=SCHEDULE_KEYS), [dataset])
     return fit_torch(train_loop, {"cfg": cfg.model_dump(mode="json"), "dataset": str(Path(dataset).resolve()),
                                   "run_dir": str(storage / cfg.name), "tracking": tracking},
                      cfg.ray, cfg.name, storage, keep=cfg.keep, what="GAN training")
