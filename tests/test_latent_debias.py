@@ -103,3 +103,16 @@ def test_generated_rows_replace_an_earlier_write(tmp_path):
     latent.write_rows(tmp_path / "pairs", big[:10], {"Smiling": np.ones(10, int)}, 1.0, "latent-pairs")
     rows = read_table(tmp_path / "pairs", columns=["Smiling"])
     assert len(rows) == 10 and (rows.Smiling == 1).all()
+
+
+def test_the_gans_view_of_the_biased_rows_follows_its_dataset(tmp_path):
+    from fairray.config import SynthConfig
+    from fairray.data import synth_dataset
+    from fairray.data.table import read_table
+
+    data, view = tmp_path / "data", tmp_path / "view"
+    synth_dataset.ensure(SynthConfig(n=200, perc=0.5, val_frac=0, test_frac=0), data, progress=False)
+    first = read_table(latent.biased_rows_view(data, "biased", view), columns=["image_id"])
+    assert len(first) == 200 and latent.biased_rows_view(data, "biased", view) == view  # kept while unchanged
+    synth_dataset.ensure(SynthConfig(n=120, perc=0.5, val_frac=0, test_frac=0), data, progress=False)
+    assert len(read_table(latent.biased_rows_view(data, "biased", view), columns=["image_id"])) == 120

@@ -93,20 +93,35 @@ def most_confident(probs: np.ndarray, fraction: float) -> np.ndarray:
 
 
 def biased_rows_view(dataset: Path, subset: str | None, out: Path) -> Path:
-    """A copy of the dataset holding only `subset` rows (the GAN must not see the balanced reference rows)."""
-    from fairray.data.table import ShardWriter, read_manifest, read_table, write_manifest
+    """A copy of the dataset holding only `subset` rows (the GAN must not see the balanced reference rows), kept
+    while the dataset's shards are the ones it was copied from."""
+    import shutil
+
+    from fairray.data.table import (
+        DATA_DIR,
+        MANIFEST,
+        ShardWriter,
+        read_manifest,
+        read_table,
+        shard_paths,
+        write_manifest,
+    )
 
     if subset is None:
         return Path(dataset)
     out = Path(out)
-    if (out / "dataset.json").is_file():
+    source = {"view_of": str(Path(dataset).resolve()), "subset": subset,
+              "view_of_rows": [[p.name, p.stat().st_size] for p in shard_paths(Path(dataset))]}
+    made = read_manifest(out) if (out / MANIFEST).is_file() else {}
+    if all(made.get(k) == v for k, v in source.items()):
         return out
+    shutil.rmtree(out / DATA_DIR, ignore_errors=True)
     df = read_table(dataset)
     df = df[df.subset == subset].reset_index(drop=True)
     if df.empty:
         raise FairrayError(f"{dataset}: no rows with subset={subset!r}")
     ShardWriter(out).write(df)
-    write_manifest(out, read_manifest(dataset) | {"rows": len(df), "view_of": str(dataset), "subset": subset})
+    write_manifest(out, read_manifest(dataset) | {"rows": len(df)} | source)
     return out
 
 
