@@ -80,6 +80,11 @@ def shard_paths(dataset: Path) -> list[Path]:
     raise FairrayError(f"no Parquet dataset at {dataset} (expected {dataset}/{DATA_DIR}/*.parquet)")
 
 
+def shard_signature(dataset: Path) -> list[list]:
+    """[name, bytes] of each shard: what a run or cache made from the dataset records, to tell when it changed."""
+    return [[p.name, p.stat().st_size] for p in shard_paths(dataset)]
+
+
 def read_table(dataset: Path, columns: list[str] | None = None) -> pd.DataFrame:
     """Read a dataset's shards into one DataFrame (pass columns=[...] to skip the image bytes), rows in image_id order.
 

@@ -30,6 +30,7 @@ import torch
 
 from fairray.config import DigaConfig
 from fairray.data.loading import load_split
+from fairray.data.table import shard_signature
 from fairray.debias.latent import ensure_generator, freeze_generator, label_images, write_rows
 from fairray.errors import FairrayError
 from fairray.labelers.base import Labeler
@@ -145,7 +146,7 @@ def prepare(cfg: DigaConfig, out: Path, progress: bool = False) -> Prepared:
     lat = cache / "latents.npz"
     lat_key = {"encoder": enc_key, "dataset": str(Path(dataset).resolve()), "subset": clf.train_subset,
                "resolution": clf.resolution, "choose_n": cfg.choose_n, "refine_steps": cfg.refine_steps,
-               "refine_lr": cfg.refine_lr, "train_rows": len(x_tr)}
+               "refine_lr": cfg.refine_lr, "shards": shard_signature(dataset)}
     if made_from(lat, lat_key):
         saved = np.load(lat)
         z_tr, z_va = saved["train"], saved["val"]

@@ -103,7 +103,7 @@ def biased_rows_view(dataset: Path, subset: str | None, out: Path) -> Path:
         ShardWriter,
         read_manifest,
         read_table,
-        shard_paths,
+        shard_signature,
         write_manifest,
     )
 
@@ -111,7 +111,7 @@ def biased_rows_view(dataset: Path, subset: str | None, out: Path) -> Path:
         return Path(dataset)
     out = Path(out)
     source = {"view_of": str(Path(dataset).resolve()), "subset": subset,
-              "view_of_rows": [[p.name, p.stat().st_size] for p in shard_paths(Path(dataset))]}
+              "view_of_rows": shard_signature(Path(dataset))}
     made = read_manifest(out) if (out / MANIFEST).is_file() else {}
     if all(made.get(k) == v for k, v in source.items()):
         return out

@@ -87,9 +87,9 @@ def start_over_if_inputs_changed(run_dir: Path, config: dict, datasets: list[Pat
     import json
     import shutil
 
-    from fairray.data.table import shard_paths
+    from fairray.data.table import shard_signature
 
-    inputs = {"config": config, "rows": [[p.name, p.stat().st_size] for d in datasets for p in shard_paths(Path(d))]}
+    inputs = {"config": config, "rows": [s for d in datasets for s in shard_signature(Path(d))]}
     record = Path(run_dir) / "inputs.json"
     if Path(run_dir).exists() and (not record.is_file() or json.loads(record.read_text()) != inputs):
         print(f"{Path(run_dir).name}: training rows or settings differ from the run in {run_dir}; training anew",
