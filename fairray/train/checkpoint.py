@@ -89,11 +89,11 @@ def start_over_if_inputs_changed(run_dir: Path, config: dict, datasets: list[Pat
 
     from fairray.data.table import shard_signature
 
+    run_dir = Path(run_dir)
     inputs = {"config": config, "rows": [s for d in datasets for s in shard_signature(Path(d))]}
-    record = Path(run_dir) / "inputs.json"
-    if Path(run_dir).exists() and (not record.is_file() or json.loads(record.read_text()) != inputs):
-        print(f"{Path(run_dir).name}: training rows or settings differ from the run in {run_dir}; training anew",
-              flush=True)
+    record = run_dir / "inputs.json"
+    if run_dir.exists() and (not record.is_file() or json.loads(record.read_text()) != inputs):
+        print(f"{run_dir.name}: training rows or settings differ from the run in {run_dir}; training anew", flush=True)
         shutil.rmtree(run_dir)
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps(inputs))
