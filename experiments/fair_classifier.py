@@ -141,6 +141,7 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=8)
     ap.add_argument("--blocks", default="1,1,1")
     ap.add_argument("--gan-kimg", type=float, default=96.0)
+    ap.add_argument("--gan-seed", type=int, default=0, help="seed of the generic GAN trained when no --generator")
     ap.add_argument("--labeler", default=None, help="reuse an attrclf (attrclf:DIR) instead of training one")
     ap.add_argument("--generator", default=None, help="reuse a GAN checkpoint instead of training one")
     ap.add_argument("--pairs-n", type=int, default=5000, help="complementary pairs per seed (latent method)")
@@ -156,6 +157,10 @@ def main() -> None:
     ap.add_argument("--budget", default="images", choices=["images", "real_passes"],
                     help="classifier budget (FairClassifierConfig.budget): every method --kimg images, or each "
                          "real row seen as often as in the baseline")
+    ap.add_argument("--diga-train-on", default="edits", choices=["edits", "real+edits"],
+                    help="DiGA's classifier trains on the edits alone (DigaConfig.train_on) or on real + edits")
+    ap.add_argument("--target-direction", default="rows", choices=["rows", "labeler"],
+                    help="DiGA's w_b: the inverted rows' target fit (DiGA) or the labeler's on generated samples")
     ap.add_argument("--coefficients", default=None, help="DiGA: the c grid, comma-separated (default DigaConfig's)")
     ap.add_argument("--backend", default="local", choices=["local", "ray"])
     ap.add_argument("--results", type=Path, default=RESULTS / "fair_classifier.json")
@@ -181,7 +186,7 @@ def main() -> None:
             synth_dataset.build(SynthConfig(n=10_000, bias="none", perc=0.0, val_frac=0, test_frac=0, seed=7,
                                             ambiguity=world(args.ambiguity)), data, progress=False)
         gcfg = GanConfig(dataset=str(data), name="generic-gan", width=32, z_dim=64, kimg=args.gan_kimg,
-                         tick_kimg=16, snapshot_ticks=6)
+                         tick_kimg=16, snapshot_ticks=6, seed=args.gan_seed)
         generator = str(gan.fit(gcfg, data, out / "gan"))
     timings["gan"] = time.perf_counter() - t0 - timings["attrclf"]
     lab = load_labeler(labeler)
@@ -201,7 +206,9 @@ def main() -> None:
                                    backend=args.backend, n_boot=200, budget=args.budget)
         dataset = classifier.dataset_path(clf, pdir)
         clf = clf.model_copy(update={"dataset": str(dataset)})
-        dcfg = DigaConfig(classifier=clf, labeler=labeler, generator=generator, strength=args.strength,
+        dcfg = DigaConfig(classifier=clf, labeler=labeler,
+                          generator=generator, strength=args.strength, target_direction=args.target_direction,
+                          train_on=args.diga_train_on,
                           refine_steps=args.refine_steps, encoder_kimg=40, verify=args.diga_verify,
                           edits_per_row=args.edits_per_row, edit=args.diga_edit,
                           strength_sampling="fixed" if args.fixed_strength else "uniform",
@@ -219,7 +226,7 @@ def main() -> None:
                 if first.with_name(first.name + ".json").is_file():  # what made it (directions.made_from)
                     shutil.copy(first.with_name(first.name + ".json"), pdir / "diga-prep" / "encoder.pt.json")
             t_prep = time.perf_counter()
-            prep = directions.prepare(dcfg, pdir, progress=True)
+            prep = directions.prepare(dcfg, pdir, progress=True, labeler=lab)
             if not first.is_file():
                 shutil.copy(pdir / "diga-prep" / "encoder.pt", first)
                 shutil.copy(pdir / "diga-prep" / "encoder.pt.json", first.with_name(first.name + ".json"))

@@ -90,6 +90,11 @@ def test_diga_point(tmp_path, ray_local, gan_trained, attrclf_trained, synth_90_
     edits = read_table(tmp_path / f"diga-c{c:g}-s3-seed0" / "edits", columns=["Smiling", "edit_strength"])
     assert len(edits) == len(prep.train_images)
     assert ((edits.edit_strength > 0) == (edits.Smiling == 0)).all()
+    # DiGA's classifier trains on the edits alone (train_on=edits, the default), not on the real rows too
+    import torch
+
+    tag = f"diga-c{c:g}-s3-seed0"
+    assert torch.load(tmp_path / tag / tag / "model.pt", weights_only=False)["config"]["real_rows"] is False
     # verify=flip adds only the edits the labeler confirms, and says how many that was (two edits per row here)
     vcfg = cfg.model_copy(update={"verify": "flip", "edits_per_row": 2, "strength_sampling": "uniform"})
     with pytest.raises(FairrayError, match="needs the labeler"):
@@ -127,3 +132,22 @@ def test_several_edits_per_row_need_random_strengths():
     assert DigaConfig(strength_sampling="fixed").edits_per_row == 1
     assert DigaConfig().edits_per_row == 4 and DigaConfig(edits_per_row=2).edits_per_row == 2
     assert DigaConfig().verify == "none"  # no labeler to check with
+    assert DigaConfig().train_on == "edits" and DigaConfig().target_direction == "rows"
+
+
+def test_labeler_target_direction_follows_the_labelers_target(gan_trained, attrclf_trained):
+    from fairray.labelers.registry import load_labeler
+    from fairray.models.generator_io import load_generator
+
+    G, gcfg = load_generator(gan_trained)
+    latent.freeze_generator(G, gcfg.z_dim)
+    lab = load_labeler(f"attrclf:{attrclf_trained[0]}")
+    w = directions.labeler_target_direction(G, gcfg.z_dim, lab, "Smiling", n=1500, seed=0)
+    assert w.shape == (gcfg.z_dim,) and abs(np.linalg.norm(w) - 1) < 1e-6
+    assert np.array_equal(w, directions.labeler_target_direction(G, gcfg.z_dim, lab, "Smiling", n=1500, seed=0))
+    # on fresh samples, the labeler's smiling faces lie further along w than its non-smiling ones
+    z = np.random.default_rng(7).standard_normal((1000, gcfg.z_dim)).astype(np.float32)
+    y = latent.label_images(latent.render(G, z), lab, ["Smiling"])["Smiling"]
+    assert 0 < y.mean() < 1
+    score = z @ w
+    assert score[y == 1].mean() - score[y == 0].mean() > 0.5 * score.std()

@@ -56,3 +56,23 @@ def test_real_passes_budget_scales_kimg_by_the_augmented_rows(small_cfg, tmp_pat
     assert scaled.kimg == pytest.approx(small_cfg.kimg * (800 + 200) / 800) and scaled.budget == "images"
     alone = small_cfg.model_copy(update={"budget": "real_passes"})
     assert classifier.with_budget(alone, small_cfg.dataset).kimg == small_cfg.kimg  # nothing added: no change
+
+
+def test_real_rows_false_trains_on_the_augmented_rows_alone(small_cfg, tmp_path):
+    import numpy as np
+
+    from fairray.debias.latent import write_rows
+    from fairray.errors import FairrayError
+
+    y = np.arange(120) % 2
+    edits = write_rows(tmp_path / "edits", np.full((120, 32, 32, 3), 7, np.uint8), {"Smiling": y}, 0.5, "test-edits")
+    both = small_cfg.model_copy(update={"augment_data": [str(edits)]})
+    x, yy, w, _ = classifier.training_rows(both, small_cfg.dataset)
+    assert len(x) > 120
+    only = both.model_copy(update={"real_rows": False})
+    x, yy, w, _ = classifier.training_rows(only, small_cfg.dataset)
+    assert len(x) == 120 and (x == 7).all() and np.array_equal(yy, y) and np.allclose(w, 0.5)
+    with pytest.raises(FairrayError, match="augment_data is empty"):
+        classifier.with_budget(small_cfg.model_copy(update={"real_rows": False}), small_cfg.dataset)
+    with pytest.raises(FairrayError, match="real_passes"):
+        classifier.with_budget(only.model_copy(update={"budget": "real_passes"}), small_cfg.dataset)

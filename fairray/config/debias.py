@@ -76,6 +76,11 @@ class DigaConfig(GanDebiasConfig):
     refine_lr: float = Field(0.05, gt=0)
     c_strong: float = Field(1e-4, gt=0, description="LogisticRegression C of the strongly regularised fit (w_a)")
     c_weak: float = Field(1e4, gt=0, description="LogisticRegression C of the weakly regularised fit (w_b)")
+    target_direction: Literal["rows", "labeler"] = Field(
+        "rows", description="w_b: rows: the weakly regularised fit on the inverted training rows' target labels "
+                            "(DiGA); labeler: a hyperplane of the labeler's target labels on generated samples "
+                            "(the confident half of direction_n, latent debiasing's protocol)")
+    direction_n: int = Field(20_000, ge=100, description="generated samples for target_direction=labeler")
     coefficients: list[float] = Field(default_factory=lambda: [round(0.5 + 0.1 * i, 1) for i in range(11)])
     coefficient: float | None = Field(None, description="fixed c; default: the grid's c whose edits keep the target")
     strengths: list[float] = Field(default_factory=lambda: [2.0, 3.0, 4.0], description="s grid (--grid)")
@@ -95,6 +100,13 @@ class DigaConfig(GanDebiasConfig):
                           "default: target with a labeler (one fixed-strength edit per row: DEO cut 17% vs 8% "
                           "unchecked, experiments/results/fair_classifier_regime_gan384_diga_target.json), none "
                           "without")
+
+    train_on: Literal["edits", "real+edits"] = Field(
+        "edits", description="what the classifier trains on: edits: the edited images alone (DiGA's classifier; "
+                             "DEO -35/-36%, DP gap -42/-31% on Smiling/gender and Eyeglasses/Young, against "
+                             "-23/-22% and -31/-19% with real rows added, experiments/results/"
+                             "fair_classifier_regime_diga_edits_only.json); real+edits: the real rows and the edits. "
+                             "Sets classifier.real_rows")
 
     @model_validator(mode="after")
     def _edits(self) -> DigaConfig:

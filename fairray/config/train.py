@@ -127,6 +127,8 @@ class FairClassifierConfig(Cfg):
     train_subset: str | None = Field("biased", description="real training rows (None: every train row)")
     eval_subset: str | None = Field("reference", description="val/test rows scored (reference: balanced)")
     augment_data: list[str] = Field(default_factory=list, description="extra datasets (e.g. generated pairs)")
+    real_rows: bool = Field(True, description="train on the real rows too; false: on augment_data alone (DiGA "
+                                              "sets it from its train_on)")
     resolution: Literal[32, 64, 128] = 32
     width: int = Field(16, ge=4)
     blocks: list[int] = Field(default_factory=lambda: [2, 2, 2, 2], min_length=1)

@@ -33,7 +33,7 @@ from fairray.data.table import (
     write_manifest,
 )
 from fairray.errors import FairrayError
-from fairray.labelers.base import Head
+from fairray.labelers.base import Head, Labeler
 from fairray.labelers.registry import absolute_spec, input_size, load_labeler
 from fairray.machine import compute_setup, resolve_precision
 from fairray.ray_env import actor_pool, init_ray, model_actors, resolve_device, runs_in_process
@@ -97,9 +97,10 @@ class LabelStage:
     """
 
     def __init__(self, spec: str, device: str, size: int, max_pixels: int, threads: int | None = None,
-                 timings: str | None = None, precision: str = "fp32"):
+                 timings: str | None = None, precision: str = "fp32", labeler: Labeler | None = None):
         compute_setup(threads)
-        self.labeler = load_labeler(spec, device, precision)
+        # in the command's own process the labeler the driver checked is this one: loaded once
+        self.labeler = labeler if labeler is not None else load_labeler(spec, device, precision)
         self.spec, self.size, self.max_pixels = spec, size, max_pixels
         self.clock = BatchClock(timings)
 
@@ -154,21 +155,23 @@ def label(cfg: LabelConfig, out: Path, timings: Path | None = None, stamps: dict
     if (out / DATA_DIR).exists():
         raise FairrayError(f"{out / DATA_DIR} exists; choose a new --out")
     paths = [str(p) for p in shard_paths(Path(cfg.dataset))]
-    probe = load_labeler(cfg.labeler, "cpu")  # fail fast on a bad spec/checkpoint, before any Ray work
+    rows = count_rows(Path(cfg.dataset))
+    local_device = resolve_device(cfg.ray.device)  # before Ray starts: this machine's
+    in_process = runs_in_process(cfg.engine, cfg.ray.address, local_device, cfg.actors, rows)
+    # fail fast on a bad spec/checkpoint, before any Ray work; in process it is the stage's own labeler
+    probe = (load_labeler(cfg.labeler, local_device, cfg.ray.precision) if in_process
+             else load_labeler(cfg.labeler, "cpu"))
     heads, size = probe.heads, input_size(probe)
     checked = domain(probe.sources, Path(cfg.dataset))
-    rows = count_rows(Path(cfg.dataset))
     stamp("labeler_loaded")
     stage_kwargs = {"spec": absolute_spec(cfg.labeler), "size": size, "max_pixels": cfg.max_pixels,
                     "timings": str(timings) if timings else None,
                     "precision": cfg.ray.precision}  # "auto" resolves on the stage's machine, maybe not the driver's
-    local_device = resolve_device(cfg.ray.device)  # before Ray starts: this machine's
-    in_process = runs_in_process(cfg.engine, cfg.ray.address, local_device, cfg.actors, rows)
     if in_process:
         device = local_device
         stamp("ray_ready")
-        run_in_process(LabelStage(device=device, **stage_kwargs), iter_batches(Path(cfg.dataset), cfg.batch_size),
-                       out / DATA_DIR, rows, "label (in process)")
+        run_in_process(LabelStage(device=device, labeler=probe, **stage_kwargs),
+                       iter_batches(Path(cfg.dataset), cfg.batch_size), out / DATA_DIR, rows, "label (in process)")
     else:
         device = _label_with_ray(cfg, paths, out / DATA_DIR, stage_kwargs, rows, dashboard, stamp)
     stamp("written")

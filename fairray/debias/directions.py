@@ -5,13 +5,15 @@
 2. Fit two logistic regressions on the *target* label only, strongly (C=1e-4) and weakly (C=1e4) regularised;
    on biased data the strong one leans toward the spurious (protected) attribute. Their unit normals w_a, w_b
    give n = normalise(w_a - c w_b): for the right c the target component cancels and n is the spurious direction.
+   (`target_direction=labeler`: w_b is instead the labeler's target hyperplane on generated samples.)
 3. c is chosen on val images as the one whose +-s edits keep the target (judged by the labeler's target head;
    DiGA uses CLIP zero-shot), without any protected labels.
 4. Every training image is edited toward the other class's stereotype (y=0: +s n, y=1: -s n), edits_per_row
-   times at strengths drawn from U(0, s) (DiGA's random degree; or once at s), and the edits are added to the real
-   rows; with `verify` only those whose target label the labeler confirms (and, `flip`, whose protected label it
-   sees changed): an edit that loses a faint target adds label noise, not balance. `residual` edits add
-   G(z + s n) - G(z) to the real image (HFGI-style detail preservation); `generate` uses G(z + s n) itself.
+   times at strengths drawn from U(0, s) (DiGA's random degree; or once at s), and the classifier trains on the
+   edits alone, as DiGA's does (`train_on=real+edits` adds them to the real rows); with `verify` only those whose
+   target label the labeler confirms (and, `flip`, whose protected label it sees changed): an edit that loses a
+   faint target adds label noise, not balance. `residual` edits add G(z + s n) - G(z) to the real image
+   (HFGI-style detail preservation); `generate` uses G(z + s n) itself.
 
 `diga_point(cfg, c, s, out)` trains and scores one (c, s) point; `grid` loops over cfg.coefficients x
 cfg.strengths; `run` (the stage, and the Tune campaign's trial with cfg.coefficient and cfg.strength set per trial)
@@ -31,7 +33,16 @@ import torch
 from fairray.config import DigaConfig
 from fairray.data.loading import load_split
 from fairray.data.table import shard_signature
-from fairray.debias.latent import ensure_generator, freeze_generator, label_images, write_rows
+from fairray.debias.latent import (
+    ensure_generator,
+    fit_hyperplane,
+    freeze_generator,
+    label_images,
+    label_probabilities,
+    most_confident,
+    render,
+    write_rows,
+)
 from fairray.errors import FairrayError
 from fairray.labelers.base import Labeler
 from fairray.models.encoder import LatentEncoder, invert, to_unit, train_encoder
@@ -73,6 +84,19 @@ def fit_directions(z: np.ndarray, y: np.ndarray, c_strong: float = 1e-4, c_weak:
     return ws[0], ws[1]
 
 
+def labeler_target_direction(G: torch.nn.Module, z_dim: int, labeler: Labeler, target: str, n: int, seed: int = 0
+                             ) -> np.ndarray:
+    """Unit normal of the labeler's target in the generator's latent space: a hyperplane on n generated samples'
+    target labels, fit on their most confident half (latent debiasing's protocol). Target labels only, as DiGA."""
+    from fairray.labelers.base import hard_labels
+
+    z = np.random.default_rng(seed).standard_normal((n, z_dim)).astype(np.float32)
+    probs = label_probabilities(render(G, z), labeler, [target])
+    fit = most_confident(probs[target], 0.5)
+    w, _ = fit_hyperplane(z[fit], hard_labels(probs, labeler.heads)[target][fit], seed=seed)
+    return w
+
+
 def combine(w_a: np.ndarray, w_b: np.ndarray, c: float) -> np.ndarray:
     """n = normalise(w_a - c w_b)."""
     n = w_a - c * w_b
@@ -109,8 +133,9 @@ def record(path: Path, key: dict) -> None:
     path.with_name(path.name + ".json").write_text(json.dumps(key))
 
 
-def prepare(cfg: DigaConfig, out: Path, progress: bool = False) -> Prepared:
-    """Generator, encoder and inverted latents of the train rows and `choose_n` val rows (cached under out)."""
+def prepare(cfg: DigaConfig, out: Path, progress: bool = False, labeler: Labeler | None = None) -> Prepared:
+    """Generator, encoder and inverted latents of the train rows and `choose_n` val rows (cached under out), and
+    the two directions (w_b from the labeler with target_direction=labeler: given, or cfg.labeler's)."""
     from fairray.models.generator_io import load_generator
     from fairray.train import classifier
 
@@ -160,6 +185,14 @@ def prepare(cfg: DigaConfig, out: Path, progress: bool = False) -> Prepared:
             print(f"inverted {len(z_tr) + len(z_va):,} images in {time.perf_counter() - t0:.0f} s", flush=True)
     y_tr = df_tr[clf.target].to_numpy()
     w_a, w_b = fit_directions(z_tr, y_tr, cfg.c_strong, cfg.c_weak, cfg.seed)
+    if cfg.target_direction == "labeler":
+        if labeler is None and not cfg.labeler:
+            raise FairrayError("target_direction=labeler needs the labeler (labeler=attrclf:DIR)")
+        if labeler is None:
+            from fairray.labelers.registry import load_labeler
+
+            labeler = load_labeler(cfg.labeler)
+        w_b = labeler_target_direction(G, gcfg.z_dim, labeler, clf.target, cfg.direction_n, cfg.seed)
     return Prepared(dataset, ckpt, G, gcfg.z_dim, enc, x_tr, z_tr, y_tr, x_va, z_va, df_va[clf.target].to_numpy(),
                     df_va[clf.protected].to_numpy(), w_a, w_b)
 
@@ -202,7 +235,7 @@ def edit_checks(after: dict[str, np.ndarray], y: np.ndarray, protected_before: n
 def diga_point(cfg: DigaConfig, c: float, s: float, out: Path, prep: Prepared | None = None,
                ctx: RunContext | None = None, labeler: Labeler | None = None) -> dict[str, float]:
     """Edit every training row (cfg.edits_per_row times) toward the other class's stereotype with n(c) and
-    strength s (or U(0, s)), train the classifier on real + edits (only the labeler-confirmed ones with
+    strength s (or U(0, s)), train the classifier on the edits (cfg.train_on; only the labeler-confirmed ones with
     cfg.verify), return its metrics (balanced test) + c, s and, given a labeler (default: cfg.labeler's), the
     edits' keep / flip rates. The classifier's MLflow run is ctx.name
     (default diga-c<c>-s<s>[settings]-seed<seed>) under ctx.parent."""
@@ -214,7 +247,7 @@ def diga_point(cfg: DigaConfig, c: float, s: float, out: Path, prep: Prepared | 
     if cfg.verify != "none" and labeler is None:
         raise FairrayError(f"verify={cfg.verify} needs the labeler that checks the edits (labeler=attrclf:DIR)")
     ctx, out = ctx or RunContext(progress=False), Path(out)
-    prep = prep or prepare(cfg, out)
+    prep = prep or prepare(cfg, out, labeler=labeler)
     clf = cfg.classifier
     n = combine(prep.w_a, prep.w_b, c)
     rows = np.tile(np.arange(len(prep.train_y)), cfg.edits_per_row)
@@ -237,12 +270,15 @@ def diga_point(cfg: DigaConfig, c: float, s: float, out: Path, prep: Prepared | 
     # settings beyond (c, s) name the run too, so points of one campaign never share (and overwrite) a folder
     extra = "".join(part for part, on in ((f"-u{cfg.edits_per_row}", cfg.strength_sampling == "uniform"),
                                           (f"-{cfg.verify}", cfg.verify != "none"),
-                                          ("-gen", cfg.edit == "generate")) if on)
+                                          ("-gen", cfg.edit == "generate"),
+                                          ("-real", cfg.train_on == "real+edits"),
+                                          ("-tlab", cfg.target_direction == "labeler")) if on)
     tag = f"diga-c{c:g}-s{s:g}{extra}-seed{clf.seed}"
     path = write_rows(out / tag / "edits", edited[keep], {clf.target: y[keep], "edit_strength": shift[keep]},
                       cfg.edit_weight, "diga-edits", {"method": "diga", "c": c, "s": s, "edit": cfg.edit,
                                                       "verify": cfg.verify})
-    ccfg = clf.model_copy(update={"dataset": str(prep.dataset), "augment_data": [*clf.augment_data, str(path)]})
+    ccfg = clf.model_copy(update={"dataset": str(prep.dataset), "augment_data": [*clf.augment_data, str(path)],
+                                  "real_rows": cfg.train_on == "real+edits"})
     metrics = classifier.run(ccfg, out / tag, ctx.with_(name=ctx.name or tag, tags={
         "fairray.method": "diga", "diga.c": str(c), "diga.s": str(s), **ctx.tags}))
     return metrics | diag | {"c": float(c), "s": float(s)}
@@ -254,8 +290,8 @@ def run(cfg: DigaConfig, out: Path, ctx: RunContext | None = None) -> dict:
 
     ctx = ctx or RunContext(progress=False)
     t0 = time.perf_counter()
-    prep = prepare(cfg, out, ctx.progress)
     labeler = load_labeler(cfg.labeler) if cfg.labeler else None
+    prep = prepare(cfg, out, ctx.progress, labeler)
     choice: list[dict] = []
     c = cfg.coefficient
     if c is None:
@@ -278,8 +314,8 @@ def grid(cfg: DigaConfig, out: Path, ctx: RunContext | None = None, select: str 
     from fairray.labelers.registry import load_labeler
 
     ctx = (ctx or RunContext(progress=False)).with_(name=None)
-    prep = prepare(cfg, out, ctx.progress)
     labeler = load_labeler(cfg.labeler) if cfg.labeler else None
+    prep = prepare(cfg, out, ctx.progress, labeler)
     rows = [diga_point(cfg, c, s, out, prep, ctx, labeler) for c in cfg.coefficients for s in cfg.strengths]
     best = max(rows, key=lambda r: r[select])
     return {"points": rows, "best": best, "select": select}

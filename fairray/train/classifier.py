@@ -51,8 +51,10 @@ def dataset_path(cfg: FairClassifierConfig, out: Path, progress: bool = False) -
 def training_rows(cfg: FairClassifierConfig, dataset: Path, rank: int = 0, world: int = 1
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """This rank's real + augmented training rows: images, target, weights, and how many rows the decoder dropped."""
-    x, df = load_split(dataset, "train", [cfg.target, "weight"], rank, world, cfg.resolution, cfg.train_subset)
-    xs, ys, ws, dropped = [x], [df[cfg.target].to_numpy()], [df.weight.to_numpy()], df.attrs.get("bad_rows", 0)
+    xs, ys, ws, dropped = [], [], [], 0
+    if cfg.real_rows:
+        x, df = load_split(dataset, "train", [cfg.target, "weight"], rank, world, cfg.resolution, cfg.train_subset)
+        xs, ys, ws, dropped = [x], [df[cfg.target].to_numpy()], [df.weight.to_numpy()], df.attrs.get("bad_rows", 0)
     for aug in cfg.augment_data:
         xa, da = load_split(Path(aug), "train", [cfg.target, "weight"], rank, world, cfg.resolution)
         xs.append(xa)
@@ -209,9 +211,15 @@ def for_dataset(cfg: FairClassifierConfig, dataset: Path) -> FairClassifierConfi
 
 
 def with_budget(cfg: FairClassifierConfig, dataset: Path) -> FairClassifierConfig:
-    """cfg with kimg in images: budget real_passes scales it by (real + augmented rows) / real rows."""
+    """cfg with kimg in images: budget real_passes scales it by (real + augmented rows) / real rows. Checks that
+    real_rows=false has rows to train on."""
+    if not cfg.real_rows and not cfg.augment_data:
+        raise FairrayError("real_rows=false trains on augment_data alone, and augment_data is empty")
     if cfg.budget == "images" or not cfg.augment_data:
         return cfg
+    if not cfg.real_rows:
+        raise FairrayError("budget=real_passes counts passes over the real rows; with real_rows=false use "
+                           "budget=images")
     real = check_split(dataset, "train", [cfg.target], cfg.train_subset)
     extra = sum(check_split(Path(a), "train", [cfg.target]) for a in cfg.augment_data)
     return cfg.model_copy(update={"kimg": cfg.kimg * (real + extra) / real, "budget": "images"})
