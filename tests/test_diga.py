@@ -18,7 +18,7 @@ def test_combined_direction_isolates_the_spurious_factor():
     z = rng.standard_normal((n, 12))
     z[:, 0] += 2 * y - 1
     z[:, 1] += 2 * a - 1
-    w_a, w_b = directions.fit_directions(z, y)
+    w_a, w_b = directions.fit_direction(z, y, 1e-4), directions.fit_direction(z, y, 1e4)
     e1 = np.eye(12)[1]
     # strong regularisation leans further toward the spurious factor than weak regularisation
     assert abs(w_a @ e1) > abs(w_b @ e1)

@@ -72,7 +72,8 @@ def test_real_rows_false_trains_on_the_augmented_rows_alone(small_cfg, tmp_path)
     only = both.model_copy(update={"real_rows": False})
     x, yy, w, _ = classifier.training_rows(only, small_cfg.dataset)
     assert len(x) == 120 and (x == 7).all() and np.array_equal(yy, y) and np.allclose(w, 0.5)
-    with pytest.raises(FairrayError, match="augment_data is empty"):
-        classifier.with_budget(small_cfg.model_copy(update={"real_rows": False}), small_cfg.dataset)
+    for check in (classifier.with_budget, classifier.training_rows):  # the worker's own guard, too
+        with pytest.raises(FairrayError, match="augment_data is empty"):
+            check(small_cfg.model_copy(update={"real_rows": False}), small_cfg.dataset)
     with pytest.raises(FairrayError, match="real_passes"):
         classifier.with_budget(only.model_copy(update={"budget": "real_passes"}), small_cfg.dataset)

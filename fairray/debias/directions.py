@@ -69,19 +69,23 @@ class Prepared:
     w_b: np.ndarray
 
 
-def fit_directions(z: np.ndarray, y: np.ndarray, c_strong: float = 1e-4, c_weak: float = 1e4, seed: int = 0
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Unit normals of the strongly (w_a) and weakly (w_b) regularised target classifiers (L2 logistic)."""
+def fit_direction(z: np.ndarray, y: np.ndarray, C: float, seed: int = 0) -> np.ndarray:
+    """Unit normal of an L2 logistic target classifier with inverse regularisation C."""
     from sklearn.linear_model import LogisticRegression
 
     if len(np.unique(y)) < 2:
         raise FairrayError("DiGA directions need both target classes among the training rows")
-    ws = []
-    for C in (c_strong, c_weak):
-        lr = LogisticRegression(C=C, max_iter=5000, random_state=seed).fit(z, y)
-        w = lr.coef_[0].astype(np.float64)
-        ws.append(w / np.linalg.norm(w))
-    return ws[0], ws[1]
+    w = LogisticRegression(C=C, max_iter=5000, random_state=seed).fit(z, y).coef_[0].astype(np.float64)
+    return w / np.linalg.norm(w)
+
+
+def labeler_for(cfg: DigaConfig, labeler: Labeler | None = None) -> Labeler | None:
+    """The labeler given, else cfg.labeler's (loaded), else None."""
+    if labeler is None and cfg.labeler:
+        from fairray.labelers.registry import load_labeler
+
+        labeler = load_labeler(cfg.labeler)
+    return labeler
 
 
 def labeler_target_direction(G: torch.nn.Module, z_dim: int, labeler: Labeler, target: str, n: int, seed: int = 0
@@ -184,15 +188,14 @@ def prepare(cfg: DigaConfig, out: Path, progress: bool = False, labeler: Labeler
         if progress:
             print(f"inverted {len(z_tr) + len(z_va):,} images in {time.perf_counter() - t0:.0f} s", flush=True)
     y_tr = df_tr[clf.target].to_numpy()
-    w_a, w_b = fit_directions(z_tr, y_tr, cfg.c_strong, cfg.c_weak, cfg.seed)
+    w_a = fit_direction(z_tr, y_tr, cfg.c_strong, cfg.seed)
     if cfg.target_direction == "labeler":
-        if labeler is None and not cfg.labeler:
-            raise FairrayError("target_direction=labeler needs the labeler (labeler=attrclf:DIR)")
+        labeler = labeler_for(cfg, labeler)
         if labeler is None:
-            from fairray.labelers.registry import load_labeler
-
-            labeler = load_labeler(cfg.labeler)
+            raise FairrayError("target_direction=labeler needs the labeler (labeler=attrclf:DIR)")
         w_b = labeler_target_direction(G, gcfg.z_dim, labeler, clf.target, cfg.direction_n, cfg.seed)
+    else:
+        w_b = fit_direction(z_tr, y_tr, cfg.c_weak, cfg.seed)
     return Prepared(dataset, ckpt, G, gcfg.z_dim, enc, x_tr, z_tr, y_tr, x_va, z_va, df_va[clf.target].to_numpy(),
                     df_va[clf.protected].to_numpy(), w_a, w_b)
 
@@ -239,11 +242,9 @@ def diga_point(cfg: DigaConfig, c: float, s: float, out: Path, prep: Prepared | 
     cfg.verify), return its metrics (balanced test) + c, s and, given a labeler (default: cfg.labeler's), the
     edits' keep / flip rates. The classifier's MLflow run is ctx.name
     (default diga-c<c>-s<s>[settings]-seed<seed>) under ctx.parent."""
-    from fairray.labelers.registry import load_labeler
     from fairray.train import classifier
 
-    if labeler is None and cfg.labeler:
-        labeler = load_labeler(cfg.labeler)
+    labeler = labeler_for(cfg, labeler)
     if cfg.verify != "none" and labeler is None:
         raise FairrayError(f"verify={cfg.verify} needs the labeler that checks the edits (labeler=attrclf:DIR)")
     ctx, out = ctx or RunContext(progress=False), Path(out)
@@ -286,11 +287,9 @@ def diga_point(cfg: DigaConfig, c: float, s: float, out: Path, prep: Prepared | 
 
 def run(cfg: DigaConfig, out: Path, ctx: RunContext | None = None) -> dict:
     """Prepare -> choose c (labeler rule, unless cfg.coefficient) -> one point at cfg.strength."""
-    from fairray.labelers.registry import load_labeler
-
     ctx = ctx or RunContext(progress=False)
     t0 = time.perf_counter()
-    labeler = load_labeler(cfg.labeler) if cfg.labeler else None
+    labeler = labeler_for(cfg)
     prep = prepare(cfg, out, ctx.progress, labeler)
     choice: list[dict] = []
     c = cfg.coefficient
@@ -311,10 +310,8 @@ def run(cfg: DigaConfig, out: Path, ctx: RunContext | None = None) -> dict:
 def grid(cfg: DigaConfig, out: Path, ctx: RunContext | None = None, select: str = "val_worst_group_acc") -> dict:
     """The (c, s) grid as a plain loop (Tune runs the same points as trials); best point by a val metric. Each
     point's classifier run keeps its own diga-c<c>-s<s> name, so ctx.name is not used."""
-    from fairray.labelers.registry import load_labeler
-
     ctx = (ctx or RunContext(progress=False)).with_(name=None)
-    labeler = load_labeler(cfg.labeler) if cfg.labeler else None
+    labeler = labeler_for(cfg)
     prep = prepare(cfg, out, ctx.progress, labeler)
     rows = [diga_point(cfg, c, s, out, prep, ctx, labeler) for c in cfg.coefficients for s in cfg.strengths]
     best = max(rows, key=lambda r: r[select])

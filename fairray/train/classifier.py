@@ -52,6 +52,7 @@ def training_rows(cfg: FairClassifierConfig, dataset: Path, rank: int = 0, world
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """This rank's real + augmented training rows: images, target, weights, and how many rows the decoder dropped."""
     xs, ys, ws, dropped = [], [], [], 0
+    check_rows(cfg)
     if cfg.real_rows:
         x, df = load_split(dataset, "train", [cfg.target, "weight"], rank, world, cfg.resolution, cfg.train_subset)
         xs, ys, ws, dropped = [x], [df[cfg.target].to_numpy()], [df.weight.to_numpy()], df.attrs.get("bad_rows", 0)
@@ -210,11 +211,16 @@ def for_dataset(cfg: FairClassifierConfig, dataset: Path) -> FairClassifierConfi
     return cfg
 
 
+def check_rows(cfg: FairClassifierConfig) -> None:
+    """real_rows=false needs augment_data to train on."""
+    if not cfg.real_rows and not cfg.augment_data:
+        raise FairrayError("real_rows=false trains on augment_data alone, and augment_data is empty")
+
+
 def with_budget(cfg: FairClassifierConfig, dataset: Path) -> FairClassifierConfig:
     """cfg with kimg in images: budget real_passes scales it by (real + augmented rows) / real rows. Checks that
     real_rows=false has rows to train on."""
-    if not cfg.real_rows and not cfg.augment_data:
-        raise FairrayError("real_rows=false trains on augment_data alone, and augment_data is empty")
+    check_rows(cfg)
     if cfg.budget == "images" or not cfg.augment_data:
         return cfg
     if not cfg.real_rows:
