@@ -1,6 +1,7 @@
 import re
 import socket
 
+import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -80,6 +81,9 @@ def test_quick_demo_runs_every_stage(tmp_path, ray_local):
     assert f"DEO is {deo:.3f} at accuracy" in html
     # a 6-kimg GAN may make one gender only: then the report says why latent debiasing did not run
     assert "latent-seed0" in runs or "Latent debiasing did not run: a hyperplane needs both classes" in html
+    if "latent-seed0" in runs:  # the baseline trains as long as the debiased classifier (real rows + pairs)
+        k = runs["latent-seed0"].data.metrics["kimg_trained"]
+        assert k > 1 and runs["classifier-baseline"].data.metrics["kimg_trained"] == pytest.approx(k)
     # every figure is a picture, not a blank canvas
     import base64
     import io

@@ -245,6 +245,7 @@ def run(cfg: FairClassifierConfig, out: Path, ctx: RunContext | None = None) -> 
         state = fit(cfg, dataset, out, name)
         metrics = evaluate_model(cfg, state, dataset)
         metrics["train_seconds"] = time.perf_counter() - t0
+        metrics["kimg_trained"] = cfg.kimg  # after the budget rule: what a compute-matched baseline trains for
         mlrun.log_metrics(metrics)
         dest = out / name
         dest.mkdir(parents=True, exist_ok=True)
