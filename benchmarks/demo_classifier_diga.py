@@ -20,6 +20,7 @@ from pathlib import Path
 from fairray.config import DemoConfig
 from fairray.config.debias import DigaConfig
 from fairray.debias import directions
+from fairray.errors import FairrayError
 from fairray.machine import cpu_description
 from fairray.metrics.downstream import metric_name
 from fairray.stage import RunContext
@@ -60,7 +61,12 @@ def main() -> None:
         dcfg = DigaConfig(classifier=dclf, generator=generator, labeler=f"attrclf:{run / 'attrclf_run' / 'attrclf'}",
                           encoder_kimg=args.encoder_kimg, seed=cfg.classifier.seed, train_on=args.train_on)
         t0 = time.perf_counter()
-        deb = directions.run(dcfg, out, RunContext(progress=False))
+        try:
+            deb = directions.run(dcfg, out, RunContext(progress=False))
+        except FairrayError as e:  # e.g. no edit passed the labeler: the seed's row says so, the others still run
+            print(f"seed {seed}: DiGA did not run: {e}", flush=True)
+            report["runs"].append({"seed": seed, "train_on": args.train_on, "budget": args.budget, "skipped": str(e)})
+            continue
         row = {"seed": seed, "train_on": args.train_on, "budget": args.budget, "kimg": dclf.kimg,
                "baseline_kimg": bclf.kimg, "encoder_kimg": args.encoder_kimg, "seconds_baseline": t_base,
                "seconds_diga": time.perf_counter() - t0, "c": deb["c"], "edits_used": deb.get("edits_used"),

@@ -40,6 +40,8 @@ def effects(m: dict) -> dict:
          "student_female": pick(d, "share_gender_1"), "student_precision": pick(d, "precision"),
          "teacher_precision": teacher_precision, "deo_before": deo[0], "deo_after": deo[1],
          "accuracy_before": base.get("acc"), "accuracy_after": lat.get("acc"),
+         # files made before 2026-12-06 lack these: their baseline trained 10 kimg, fewer images than the debiased one
+         "baseline_kimg": base.get("kimg_trained"), "debiased_kimg": lat.get("kimg_trained"),
          "unweighted_precision": pick(u, "precision"), "reweighted_precision": pick(w, "precision"),
          "unweighted_coverage": pick(u, "coverage"), "reweighted_coverage": pick(w, "coverage"),
          "reweighted_coverage_target": pick(w, "coverage_target"),
