@@ -17,27 +17,27 @@ import math
 import sys
 from pathlib import Path
 
-from results_io import mean_sd
+import fair_classifier
 
 PAIRS = (("Smiling", "gender"), ("Eyeglasses", "Young"))
 
 
 def summarise(runs: list[dict], target: str, protected: str, seeds: set[int], method: str = "diga") -> dict | None:
-    """Baseline vs `method` over the seeds both ran (None below two seeds)."""
+    """Baseline vs `method` over the seeds both ran (None below two seeds): fair_classifier.summarise's means, sds
+    and cuts, in this file's row schema, plus the per-seed cuts."""
     deo = f"deo_{target}_{protected}"
     pick = {m: {r["seed"]: r for r in runs if r["target"] == target and r["method"] == m and r["seed"] in seeds}
             for m in ("baseline", method)}
     common = sorted(set(pick["baseline"]) & set(pick[method]))
     if len(common) < 2:
         return None
-    b, g = ([pick[m][s] for s in common] for m in ("baseline", method))
-    keys = ("deo", "dp_gap", "acc", "worst_group_acc")
-    B, G = mean_sd(b, keys, {"deo": deo}), mean_sd(g, keys, {"deo": deo})
+    B, G = fair_classifier.summarise([pick[m][s] for m in ("baseline", method) for s in common])
+    g = [pick[method][s] for s in common]
     return {"target": target, "protected": protected, "seeds": common,
-            "baseline_deo": B["deo"], "deo": G["deo"], "deo_sd": G["deo_sd"], "deo_cut": 1 - G["deo"] / B["deo"],
+            "baseline_deo": B["deo"], "deo": G["deo"], "deo_sd": G["deo_sd"], "deo_cut": G["deo_cut"],
             "baseline_dp_gap": B["dp_gap"], "dp_gap": G["dp_gap"], "dp_gap_sd": G["dp_gap_sd"],
-            "dp_gap_cut": 1 - G["dp_gap"] / B["dp_gap"],
-            "baseline_acc": B["acc"], "acc": G["acc"], "acc_cost_pts": 100 * (B["acc"] - G["acc"]),
+            "dp_gap_cut": G["dp_gap_cut"],
+            "baseline_acc": B["acc"], "acc": G["acc"], "acc_cost_pts": G["acc_cost_points"],
             "baseline_worst_group_acc": B["worst_group_acc"], "worst_group_acc": G["worst_group_acc"],
             "worst_group_acc_sd": G["worst_group_acc_sd"],
             "per_seed_deo_cut": [1 - pick[method][s][deo] / pick["baseline"][s][deo] for s in common],
