@@ -29,10 +29,11 @@ RESULTS = Path(__file__).parent / "results" / "demo_classifier_variants.json"
 SHOWN = ("deo", "acc", "worst_group_acc", "dp_gap")
 
 
-def variant(spec: str) -> tuple[str, list[str]]:
-    """name:key=value+key=value -> (name, ["classifier.key=value", ...]): `--set` assignments under DemoConfig.classifier."""
+def variant(spec: str, section: str = "classifier") -> tuple[str, list[str]]:
+    """name:key=value+key=value -> (name, ["<section>.key=value", ...]): `--set` assignments under
+    DemoConfig.<section> (also used by demo_distill_variants.py)."""
     name, _, sets = spec.partition(":")
-    return name, [f"classifier.{kv}" for kv in sets.split("+") if kv]
+    return name, [f"{section}.{kv}" for kv in sets.split("+") if kv]
 
 
 def demo_config(seed: int, sets: list[str]) -> DemoConfig:

@@ -18,6 +18,7 @@ import pandas as pd
 from fairray.config import (
     BalanceConfig,
     DemoConfig,
+    DistillConfig,
     FairClassifierConfig,
     LabelConfig,
     ReweightConfig,
@@ -40,9 +41,9 @@ from fairray.tracking import RunHandle, Tracker
 
 SHOWN_ATTRIBUTES = ["gender", "tone4", "Young", "Smiling", "Eyeglasses", "hair"]
 # Expected seconds per stage on a 2-core machine with default settings: drives the "time left" estimate.
-# Measured 2026-12-05 (seeds 0-5, benchmarks/demo_validity.py), rounded up for a cold first run.
-BUDGET = {"data": 5, "attrclf": 30, "label": 16, "balance": 5, "reweight": 20, "gan": 100, "distill": 55,
-          "classifier": 20, "report": 1}  # reweight's time is what is left of it after label -> balance (BACKGROUND)
+# Measured 2026-12-06 on an AMD EPYC (seeds 0-5, benchmarks/demo_validity.py), rounded up for a cold first run.
+BUDGET = {"data": 5, "attrclf": 30, "label": 18, "balance": 9, "reweight": 8, "gan": 125, "distill": 56,
+          "classifier": 28, "report": 1}  # reweight's time is what is left of it after label -> balance (BACKGROUND)
 
 
 @dataclass
@@ -328,14 +329,20 @@ def not_meaningful(valid: dict[str, float | None]) -> str:
             f"images unlike faces, not an effect.")
 
 
+def distill_config(cfg: DemoConfig, teacher: Path, attrclf: Path, data: Path) -> DistillConfig:
+    """The distill stage's config: the demo's distill settings on its teacher, attrclf and data (also what
+    benchmarks/demo_distill_variants.py re-runs on a finished demo). Tracking off: the stage logs the run itself."""
+    return cfg.distill.model_copy(update={
+        "teacher": str(teacher), "labeler": f"attrclf:{attrclf}", "reference": str(data),
+        "tracking": cfg.tracking.model_copy(update={"enabled": False})})
+
+
 def stage_distill(c: Ctx) -> None:
     """The unweighted GAN as teacher -> labeled pairs (Ray Data) -> balanced sampler -> small fair student."""
     from fairray.metrics.generated import count_tag
     from fairray.train import distill
 
-    cfg = c.cfg.distill.model_copy(update={
-        "teacher": str(c.paths["teacher"]), "labeler": f"attrclf:{c.paths['attrclf']}",
-        "reference": str(c.paths["data"]), "tracking": c.cfg.tracking.model_copy(update={"enabled": False})})
+    cfg = distill_config(c.cfg, c.paths["teacher"], c.paths["attrclf"], c.paths["data"])
     with c.tracker.run("distill", parent=c.parent, tags={"fairray.stage": "distill"}) as run:
         run.log_params(cfg.model_dump(mode="json"))
         m = {k: v for k, v in distill.run(cfg, c.out / "distill", RunContext(progress=False)).items()

@@ -91,6 +91,9 @@ def test_distill_end_to_end_and_resume(tmp_path, ray_local, gan_trained, attrclf
     for k in ("fairness_discrepancy_gender_200", "teacher_fairness_discrepancy_gender_200", "fd_attrclf_200",
               "teacher_fd_attrclf_200", "fd_attrclf_to_teacher_200", "student_img_per_s", "teacher_img_per_s"):
         assert k in m and np.isfinite(m[k]), k
+    # the balanced student is judged against its target (held-out rows balanced over gender), the teacher against
+    # the data as it is
+    assert "coverage_target_200" in m and "valid_200" in m and "teacher_coverage_target_200" not in m
     shares = [k for k in m if k.startswith("share_gender_x_tone4_")]
     assert len(shares) == 8 and sum(m[k] for k in shares) == pytest.approx(1.0)
     for f in ("distill_shares.png", "distill_grids.png", "distill_metrics.json", distill.SELECTION):

@@ -112,6 +112,30 @@ def test_heldout_rows_carry_w_to_the_alpha(synth_90_10, tmp_path):
     assert len(shard_paths(tmp_path / "w")) == 1
 
 
+def test_heldout_rows_balance_a_students_cells(synth_90_10):
+    """heldout_rows(balance_by=...): each held-out row weighs 1 / (K share(cell)), so every cell of the student's
+    target carries the same total weight; a column the dataset lacks leaves the target unweighted."""
+    from fairray.config import DistillConfig
+    from fairray.data.loading import load_split
+    from fairray.data.reference import heldout_images, heldout_rows
+    from fairray.train.distill.driver import target_cells
+
+    images, w = heldout_rows(synth_90_10, 32, 10_000, balance_by=["gender"])
+    gender = np.concatenate([load_split(synth_90_10, s, ["gender"])[1].gender.to_numpy() for s in ("val", "test")])
+    assert np.array_equal(images, heldout_images(synth_90_10, 32, 10_000)) and len(w) == len(gender)
+    assert 0 < (gender == 1).mean() < 0.3  # a biased set, so the weights matter
+    for g in (0, 1):
+        assert w[gender == g].sum() == pytest.approx(len(w) / 2)
+        assert np.ptp(w[gender == g]) == 0
+    _, w2 = heldout_rows(synth_90_10, 32, 10_000, balance_by=["gender", "tone4"])
+    assert w2.sum() == pytest.approx(len(w2)) and len(np.unique(w2.round(9))) > 2
+    assert heldout_rows(synth_90_10, 32, 10_000, balance_by=["no_such_column"])[1] is None
+    cfg = DistillConfig(balance_by="gender,tone4")
+    assert target_cells(cfg) == ["gender", "tone4"]
+    assert target_cells(cfg.model_copy(update={"sampler": "none", "fair_by": ["gender"]})) == ["gender"]
+    assert target_cells(cfg.model_copy(update={"sampler": "none", "lambda_fair": 0.0})) is None
+
+
 def test_sizes_are_equalised_and_halves_deterministic():
     a, b = split_halves(11)
     assert len(a) == len(b) == 5 and not set(a) & set(b) and (split_halves(11)[0] == a).all()

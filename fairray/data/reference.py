@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from fairray.data.loading import load_split
 from fairray.data.table import column_names
@@ -27,19 +28,33 @@ def heldout_images(dataset: Path, size: int, n: int) -> np.ndarray | None:
     return heldout_rows(dataset, size, n)[0]
 
 
-def heldout_rows(dataset: Path, size: int, n: int, alpha: float = 0.0) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """`heldout_images` and, for a generator trained towards p_data x w^alpha (alpha > 0 on a dataset with a
-    `weight` column: `fairray debias ratio`), each row's w^alpha; None for an unweighted target."""
-    weighted = alpha > 0 and "weight" in column_names(dataset)
-    parts, weights = [], []
+def heldout_rows(dataset: Path, size: int, n: int, alpha: float = 0.0, balance_by: list[str] | None = None
+                 ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """`heldout_images` and each row's weight under the generator's target relative to its data: w^alpha for a
+    generator trained towards p_data x w^alpha (alpha > 0 on a dataset with a `weight` column: `fairray debias
+    ratio`); 1 / (K share(cell)) over the K `balance_by` cells of the rows for one trained towards the data with
+    those cells balanced (a fair distillation student, whose sampler draws every cell equally). None for an
+    unweighted target, or when the dataset lacks a `balance_by` column (then coverage is judged unweighted)."""
+    names = set(column_names(dataset))
+    weighted = alpha > 0 and "weight" in names
+    by = list(balance_by) if balance_by and set(balance_by) <= names else []
+    parts, frames = [], []
     for split in ("val", "test"):
         try:
-            images, df = load_split(dataset, split, ["weight"] if weighted else [], size=size)
+            images, df = load_split(dataset, split, (["weight"] if weighted else []) + by, size=size)
         except FairrayError:
             continue
         parts.append(images)
-        if weighted:
-            weights.append(np.power(np.clip(df["weight"].to_numpy(np.float64), 0, None), alpha))
+        frames.append(df)
     if not parts:
         return reference_images(dataset, size, n), None
-    return np.concatenate(parts)[:n], (np.concatenate(weights)[:n] if weights else None)
+    images, df = np.concatenate(parts)[:n], pd.concat(frames, ignore_index=True).iloc[:n]
+    if not (weighted or by):
+        return images, None
+    w = np.ones(len(df))
+    if weighted:
+        w *= np.power(np.clip(df["weight"].to_numpy(np.float64), 0, None), alpha)
+    if by:
+        share = df.groupby(by, dropna=False)[by[0]].transform("size").to_numpy(np.float64) / len(df)
+        w /= share * df.groupby(by, dropna=False).ngroups
+    return images, w

@@ -42,12 +42,23 @@ def student_width(cfg: DistillConfig, teacher: nn.Module, tcfg: GanConfig) -> in
     return auto_width(cfg.student_arch, tcfg, int(count_params(teacher) * cfg.max_param_ratio))
 
 
+def target_cells(cfg: DistillConfig) -> list[str] | None:
+    """The attributes whose cells the student is trained to draw equally: the sampler's balance_by, or with no
+    sampler the fairness term's cells when its target is the default uniform one; None: the teacher's own
+    distribution (the student's validity is then judged against the data unweighted, as the teacher's)."""
+    if cfg.sampler != "none":
+        return cfg.balance_by
+    if cfg.lambda_fair > 0 and cfg.fair_target is None:
+        return cfg.fair_by or cfg.balance_by
+    return None
+
+
 def run(cfg: DistillConfig, out: Path, ctx: RunContext | None = None) -> dict:
     """Pairs (Ray Data) -> balanced selection -> student (Ray Train DDP) -> teacher vs student report.
 
     Returns the metrics (student's `fairness_discrepancy_<attr>_<n>`, `fd_attrclf_<n>`, `share_*`; the teacher's
     under `teacher_*`; params, img/s) plus `checkpoint`."""
-    from fairray.data.reference import heldout_images, reference_images
+    from fairray.data.reference import heldout_rows, reference_images
     from fairray.labelers.registry import load_labeler
     from fairray.models.generator_io import load_generator
     from fairray.report import fig_png, shares_figure
@@ -76,11 +87,11 @@ def run(cfg: DistillConfig, out: Path, ctx: RunContext | None = None) -> dict:
         t_fit = time.perf_counter() - t1
         S, info = load_student(ckpt)
         dataset = cfg.reference or tcfg.dataset
-        ref = held = None
+        ref = held = held_w = None
         if dataset and Path(dataset).exists():
             ref = reference_images(Path(dataset), tcfg.resolution, cfg.eval_n)
-            held = heldout_images(Path(dataset), tcfg.resolution, cfg.eval_n)
-        metrics, tables, t_img, s_img = evaluate(T, S, tcfg.z_dim, labeler, cfg, ref, held)
+            held, held_w = heldout_rows(Path(dataset), tcfg.resolution, cfg.eval_n, balance_by=target_cells(cfg))
+        metrics, tables, t_img, s_img = evaluate(T, S, tcfg.z_dim, labeler, cfg, ref, held, held_w)
         metrics |= {"student_width": float(width), "pairs_seconds": t_pairs, "distill_seconds": t_fit,
                     "pairs_selected": float(summary["selected"]), "kimg": info["nimg"] / 1000}
         target = {name: 1.0 / len(t) for name, t in tables.items()}

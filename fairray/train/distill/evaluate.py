@@ -61,9 +61,12 @@ def side_by_side(teacher: np.ndarray, student: np.ndarray, title: str):
 
 
 def evaluate(T: nn.Module, S: nn.Module, z_dim: int, labeler, cfg: DistillConfig, reference: np.ndarray | None,
-             heldout: np.ndarray | None = None
+             heldout: np.ndarray | None = None, target_weights: np.ndarray | None = None
              ) -> tuple[dict[str, float], dict[str, pd.DataFrame], np.ndarray, np.ndarray]:
-    """Teacher and student on the same eval latents: fairness, fd_attrclf, shares, throughput, parameters."""
+    """Teacher and student on the same eval latents: fairness, fd_attrclf, shares, throughput, parameters.
+    Validity against the `heldout` rows; the student's also against its target (`target_weights` per heldout row:
+    `data.reference.heldout_rows` over `target_cells`), since a balanced student drawn from a biased teacher
+    covers fewer of the data's majority rows by design."""
     from fairray.metrics.generated import count_tag, evaluate_samples
     from fairray.metrics.quality import feature_stats, frechet_distance
     from fairray.models.student import count_params
@@ -72,7 +75,8 @@ def evaluate(T: nn.Module, S: nn.Module, z_dim: int, labeler, cfg: DistillConfig
     t_img, t_rate = timed_sample(T, n, z_dim, cfg.eval_seed)
     s_img, s_rate = timed_sample(S, n, z_dim, cfg.eval_seed)
     mt = evaluate_samples(t_img, labeler, cfg.eval_attributes, reference=reference, heldout=heldout)
-    ms = evaluate_samples(s_img, labeler, cfg.eval_attributes, reference=reference, heldout=heldout)
+    ms = evaluate_samples(s_img, labeler, cfg.eval_attributes, reference=reference, heldout=heldout,
+                          heldout_weights=target_weights)
     metrics = {k: v for k, v in ms.items()} | {f"teacher_{k}": v for k, v in mt.items()}
     if hasattr(labeler, "features"):
         ft = np.concatenate([labeler.features(t_img[i:i + 500]) for i in range(0, n, 500)])
