@@ -15,11 +15,13 @@ emits noise, or one face, can have any gender share. So every evaluation of gene
   (fairgen: p_data x w^alpha): coverage with each real row of half A counted by its weight, i.e. the share of the
   *target* distribution with a sample nearby. A reweighted GAN that does its job draws fewer of the majority's
   faces than the data holds, so plain coverage of the data falls for the fairness it was asked for (measured: a
-  demo alpha-1 GAN at 43% female covers 0.47 of the 82%-male held-out rows); against its target it does not;
+  demo alpha-1 GAN at 43% female covers 0.47 of the 82%-male held-out rows); against its target it does not.
+  Likewise a fair distillation student, whose target is its data with the balanced cells drawn equally (each
+  held-out row weighted 1 / (K share(cell)), `data.reference.heldout_rows(..., balance_by=...)`);
 * `valid_<n>`: 1.0 when the rule below holds, else 0.0.
 
 The rule (`VALIDITY_RULE`): samples are valid when precision >= 0.5 x real-vs-real precision AND coverage >= 0.5 x
-real-vs-real coverage (the target coverage where the generator has a reweighted target). Precision (the share of samples inside the real manifold) guards "not faces": noise or
+real-vs-real coverage (the target coverage where the generator has a reweighted or balanced target). Precision (the share of samples inside the real manifold) guards "not faces": noise or
 broken renders fall outside every real k-NN ball. Coverage (the share of real rows with a sample nearby) guards
 "one face": a collapsed generator can have perfect precision and still cover almost no real row. Recall and
 density are reported, not ruled on: recall is over-optimistic with outliers among the samples, and density has no
@@ -41,7 +43,8 @@ PRDC = ("precision", "recall", "density", "coverage")
 RULE_FRACTION = 0.5
 VALIDITY_RULE = (f"valid when precision >= {RULE_FRACTION} x real-vs-real precision and coverage >= "
                  f"{RULE_FRACTION} x real-vs-real coverage of the generator's target (held-out rows, weighted by "
-                 f"w^alpha for a reweighted GAN; attrclf features, k-NN manifolds of Naeem et al. 2020)")
+                 f"w^alpha for a reweighted GAN, balanced over its cells for a fair student; attrclf features, k-NN "
+                 f"manifolds of Naeem et al. 2020)")
 
 
 def split_halves(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
