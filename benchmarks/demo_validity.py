@@ -45,6 +45,9 @@ def effects(m: dict) -> dict:
          "unweighted_precision": pick(u, "precision"), "reweighted_precision": pick(w, "precision"),
          "unweighted_coverage": pick(u, "coverage"), "reweighted_coverage": pick(w, "coverage"),
          "reweighted_coverage_target": pick(w, "coverage_target"),
+         # the student's bar: half its real-vs-real value (target coverage judged since 2026-12-06)
+         "student_coverage": pick(d, "coverage"), "student_coverage_target": pick(d, "coverage_target"),
+         "student_coverage_real": pick(d, "coverage_real"), "student_coverage_target_real": pick(d, "coverage_target_real"),
          "valid_unweighted": pick(u, "valid"), "valid_reweighted": pick(w, "valid"), "valid_student": pick(d, "valid")}
     e["goals"] = {
         "unweighted_keeps_bias": e["unweighted_female"] is not None and e["unweighted_female"] <= 0.25,
