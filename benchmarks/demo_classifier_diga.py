@@ -17,6 +17,8 @@ import json
 import time
 from pathlib import Path
 
+from demo_classifier_variants import trial_checkpoint
+
 from fairray.config import DemoConfig
 from fairray.config.debias import DigaConfig
 from fairray.debias import directions
@@ -46,8 +48,7 @@ def main() -> None:
     for seed in (int(s) for s in args.seeds.split(",")):
         cfg = DemoConfig(seed=seed).seeded()
         run = args.runs / f"seed{seed}"
-        alpha1 = sorted((run / "campaign" / "trials").iterdir())[-1]  # trials in alpha order: 0, then 1
-        generator = json.loads((alpha1 / "metrics.json").read_text())["checkpoint"]
+        generator = str(trial_checkpoint(run, -1))  # the alpha-1 GAN
         out = args.work / f"seed{seed}"
         clf = cfg.classifier.classifier.model_copy(update={
             "tracking": cfg.tracking.model_copy(update={"enabled": False})})

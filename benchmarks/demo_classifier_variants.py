@@ -45,6 +45,13 @@ def demo_config(seed: int, sets: list[str]) -> DemoConfig:
     return DemoConfig.model_validate(data)
 
 
+def trial_checkpoint(run: Path, alpha_index: int) -> Path:
+    """The GAN checkpoint of a finished demo's Tune trial, trials in alpha order (0: unweighted, -1: the highest
+    alpha); also used by demo_distill_variants.py and demo_classifier_diga.py."""
+    trial = sorted((run / "campaign" / "trials").iterdir())[alpha_index]
+    return Path(json.loads((trial / "metrics.json").read_text())["checkpoint"])
+
+
 def fixed_baseline(clf: FairClassifierConfig, out: Path, keys: dict[str, str]) -> dict:
     """The baseline trained for the config's kimg, the demo's baseline before 2026-12-06 (the debiased classifier
     trains longer under budget real_passes), scored on the same test rows: {<metric>_fixed}."""
@@ -68,8 +75,7 @@ def main() -> None:
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
         run = args.runs / f"seed{seed}"
-        alpha1 = sorted((run / "campaign" / "trials").iterdir())[-1]  # trials in alpha order: 0, then 1
-        generator = Path(json.loads((alpha1 / "metrics.json").read_text())["checkpoint"])
+        generator = trial_checkpoint(run, -1)  # the alpha-1 GAN
         for name, sets in (variant(v) for v in args.variants.split(",")):
             cfg = demo_config(seed, sets)
             out = args.out / f"seed{seed}-{name}"

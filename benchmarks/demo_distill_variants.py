@@ -17,7 +17,7 @@ import shutil
 import time
 from pathlib import Path
 
-from demo_classifier_variants import demo_config, variant  # the same variant syntax and seeded config
+from demo_classifier_variants import demo_config, trial_checkpoint, variant  # the same syntax and config
 
 from fairray.config import parse_value
 from fairray.demo import distill_config
@@ -51,8 +51,7 @@ def main() -> None:
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
         run = args.runs / f"seed{seed}"
-        alpha0 = sorted((run / "campaign" / "trials").iterdir())[0]  # trials in alpha order: 0 is the teacher
-        teacher = Path(json.loads((alpha0 / "metrics.json").read_text())["checkpoint"])
+        teacher = trial_checkpoint(run, 0)  # the unweighted GAN
         data = next((run / "data").iterdir())
         for name, sets in (variant(v, "distill") for v in args.variants.split(",")):
             cfg = distill_config(demo_config(seed, sets), teacher, run / "attrclf_run" / "attrclf", data)

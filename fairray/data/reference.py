@@ -33,7 +33,8 @@ def heldout_rows(dataset: Path, size: int, n: int, alpha: float = 0.0, balance_b
     """`heldout_images` and each row's weight under the generator's target relative to its data: w^alpha for a
     generator trained towards p_data x w^alpha (alpha > 0 on a dataset with a `weight` column: `fairray debias
     ratio`); 1 / (K share(cell)) over the K `balance_by` cells of the rows for one trained towards the data with
-    those cells balanced (a fair distillation student, whose sampler draws every cell equally). None for an
+    those cells balanced (a fair distillation student, whose sampler draws every cell equally; an unlabeled row
+    weighs 0, as in the balance stage). None for an
     unweighted target, or when the dataset lacks a `balance_by` column (then coverage is judged unweighted)."""
     names = set(column_names(dataset))
     weighted = alpha > 0 and "weight" in names
@@ -55,6 +56,8 @@ def heldout_rows(dataset: Path, size: int, n: int, alpha: float = 0.0, balance_b
     if weighted:
         w *= np.power(np.clip(df["weight"].to_numpy(np.float64), 0, None), alpha)
     if by:
-        share = df.groupby(by, dropna=False)[by[0]].transform("size").to_numpy(np.float64) / len(df)
-        w /= share * df.groupby(by, dropna=False).ngroups
+        # the balance stage's and the distill sampler's weights; lazy: pipeline pulls in Ray and the labelers
+        from fairray.data.pipeline import balance_weights
+
+        w *= balance_weights(df, by)
     return images, w
