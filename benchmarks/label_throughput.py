@@ -1,11 +1,13 @@
 """Labeling (and density-ratio) throughput, one run, three ways, at each n (JSON out):
 
   (a) naive loop as the seeds do it: PIL open per image, per-image transform, fp32, batch 32;
-  (b) the bare model on pre-loaded tensors at its best batch size and dtype;
+  (b) the bare model on pre-loaded tensors at its best batch size and dtype; on CPU also one one-thread process per
+      CPU at once (`bare_one_thread_per_cpu`: the ceiling of a pool of one-thread actors);
   (c) fairray's Ray Data pipeline (`fairray.data.pipeline.label`, or with --stage ratio the fairgen density-ratio
       pass `fairray.debias.reweight.weight_pass`): Parquet -> decode + model actor -> Parquet, end to end (Ray
       start-up included, as a command pays it) and in steady state (rows after the first batch left an actor /
-      time from then to the last batch), with the fixed start-up broken down.
+      time from then to the last batch), with the fixed start-up broken down, and where the machine's CPU went in
+      steady state by process role (`steady_cpu_share`: model actors, driver, read/write tasks, raylet, ...).
 
     python benchmarks/label_throughput.py --labeler attrclf:DIR --n 10000,100000 [--device cpu|cuda]
     python benchmarks/label_throughput.py --stage ratio --n 10000,100000    # the ratio classifier (random weights)
@@ -35,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from pipeline_clock import actors_label, batches, engine_runs, steady_state
+from pipeline_clock import CpuShare, actors_label, batches, engine_runs, steady_state
 
 from fairray.config import LabelConfig, SynthConfig
 from fairray.data import synth_dataset
@@ -81,6 +83,48 @@ def bare(images: np.ndarray, model, size: int, device: str) -> tuple[float, int,
     return best
 
 
+def load_model(args: argparse.Namespace) -> tuple[torch.nn.Module, int]:
+    """The stage's model and input size: the labeler's, or a density-ratio classifier (random weights)."""
+    if args.stage == "label":
+        labeler = load_labeler(args.labeler, args.device)
+        return labeler.model, input_size(labeler)
+    from fairray.models.classifiers import AttributeClassifier, ClassifierConfig
+
+    state, _ = ratio_model()
+    model = AttributeClassifier(ClassifierConfig(**state["config"])).eval()
+    model.load_state_dict(state["state_dict"])
+    return model, 32
+
+
+def bare_child(args: argparse.Namespace) -> float:
+    """One process of bare_processes: the model on one thread, at the batch and dtype given, three passes."""
+    torch.set_num_threads(1)
+    keep_freed_memory()
+    model, size = load_model(args)
+    x = to_model_input(np.load(args.child_bare), size, "cpu")
+    bs = args.batch_size
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+        model(x[:bs])
+        t0 = time.perf_counter()
+        for _ in range(3):
+            for i in range(0, len(x), bs):
+                model(x[i:i + bs])
+        return 3 * len(x) / (time.perf_counter() - t0)
+
+
+def bare_processes(args: argparse.Namespace, images: np.ndarray, bs: int, dtype: str) -> float:
+    """The bare model as a CPU pool of one-thread actors runs it: one one-thread process per CPU, all at once, on
+    the images, batch and dtype of (b); their img/s summed. The ceiling of such a pool on this machine."""
+    with tempfile.TemporaryDirectory() as d:
+        np.save(Path(d) / "images.npy", images)
+        cmd = [sys.executable, __file__, "--stage", args.stage, "--device", "cpu", "--batch-size", str(bs),
+               "--precision", dtype, "--child-bare", str(Path(d) / "images.npy")]
+        cmd += ["--labeler", args.labeler] if args.labeler else []
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=os.environ | {"OMP_NUM_THREADS": "1"})
+                 for _ in range(os.cpu_count() or 1)]
+        return sum(float(p.communicate()[0].strip().splitlines()[-1]) for p in procs)
+
+
 def ratio_model() -> tuple[dict, dict]:
     """A density-ratio classifier as `fairray debias ratio` builds it (ReweightConfig's size), random weights, and
     an identity calibration: its throughput does not depend on what it learnt."""
@@ -105,6 +149,8 @@ def pipeline_run(data: Path, stage: str, labeler: str | None, device: str, batch
     with tempfile.TemporaryDirectory() as d:
         timings, stamps = Path(d) / "timings", {}
         timings.mkdir()
+        share = CpuShare(timings)
+        share.start()
         t0 = time.time()
         if stage == "label":
             s = label(LabelConfig(dataset=str(data), labeler=labeler, batch_size=batch_size, actors=actors,
@@ -123,10 +169,12 @@ def pipeline_run(data: Path, stage: str, labeler: str | None, device: str, batch
             n = len(read_table(Path(d) / "weighted", columns=["weight"]))
         steady, first, last = steady_state(timings)
         n_batches = len(batches(timings))
+        cpu_share = share.summary()
     if stage != "label":
         return {"rows": n, "end_to_end_s": stamps["done"] - t0, "end_to_end_img_per_s": n / (stamps["done"] - t0),
                 "steady_img_per_s": steady, "startup_s": {"total_to_first_batch": first - t0},
-                "tail_s": {"write_after_last_batch": stamps["done"] - last}, "batches": n_batches}
+                "tail_s": {"write_after_last_batch": stamps["done"] - last}, "batches": n_batches,
+                "steady_cpu_share": cpu_share}
     return {"rows": n, "end_to_end_s": stamps["done"] - t0, "end_to_end_img_per_s": n / (stamps["done"] - t0),
             "steady_img_per_s": steady,
             "startup_s": {"labeler_load_and_domain_check": stamps["labeler_loaded"] - t0,
@@ -135,7 +183,7 @@ def pipeline_run(data: Path, stage: str, labeler: str | None, device: str, batch
                           "total_to_first_batch": first - t0},
             "tail_s": {"write_after_last_batch": stamps["written"] - last,
                        "summary": stamps["done"] - stamps["written"]},
-            "batches": n_batches, "batch_size": batch_size}
+            "batches": n_batches, "batch_size": batch_size, "steady_cpu_share": cpu_share}
 
 
 def pipeline_child(args: argparse.Namespace, data: Path, actors: int | None, engine: str = "ray") -> dict:
@@ -181,23 +229,18 @@ def main() -> None:
     ap.add_argument("--address", default=None, help="join this running Ray cluster (default: a fresh local Ray)")
     ap.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/<stage>_throughput.json")
     ap.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)  # one pipeline run, JSON to stdout
+    ap.add_argument("--child-bare", type=Path, default=None, help=argparse.SUPPRESS)  # one of bare_processes
     args = ap.parse_args()
     if args.child is not None:
         print(json.dumps(pipeline_run(args.child, args.stage, args.labeler, args.device, args.batch_size,
                                       int(args.actors) if args.actors else None, args.precision, args.engine)))
         return
-    if args.stage == "label":
-        if args.labeler is None:
-            raise SystemExit("--labeler is required for --stage label")
-        labeler = load_labeler(args.labeler, args.device)
-        model, size = labeler.model, input_size(labeler)
-    else:
-        from fairray.models.classifiers import AttributeClassifier, ClassifierConfig
-
-        state, _ = ratio_model()
-        model = AttributeClassifier(ClassifierConfig(**state["config"])).eval()
-        model.load_state_dict(state["state_dict"])
-        size = 32
+    if args.child_bare is not None:
+        print(bare_child(args))
+        return
+    if args.stage == "label" and args.labeler is None:
+        raise SystemExit("--labeler is required for --stage label")
+    model, size = load_model(args)
     # the bare model at its best: the allocator setting fairray's actors use (machine.keep_freed_memory) is worth
     # up to 1.6x on CPU, and without it this process's speed depended on what it had allocated before
     allocator = keep_freed_memory()
@@ -211,6 +254,7 @@ def main() -> None:
             images = np.stack([np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in blobs])
             a = naive(blobs, model, size, args.device)
             b, bs, dtype = bare(images, model, size, args.device)
+            b1 = bare_processes(args, images, bs, dtype) if args.device == "cpu" else None
             formats = {}
             for fmt in args.image_format.split(","):
                 if fmt != "png":  # the same rows and pixels, other bytes
@@ -226,6 +270,7 @@ def main() -> None:
                         rows.append({"n": n, "image_format": fmt, "engine": engine,
                                      "actors": actors_label(engine, actors), "repeat": repeat,
                                      "naive_img_per_s": round(a), "bare_img_per_s": round(b), "bare_batch": bs,
+                                     "bare_one_thread_per_cpu_img_per_s": b1 and round(b1),
                                      "bare_dtype": dtype, "pipeline": c,
                                      "steady_over_bare": round(c["steady_img_per_s"] / b, 3),
                                      "end_to_end_over_naive": round(c["end_to_end_img_per_s"] / a, 2)})
