@@ -17,7 +17,7 @@ import json
 import time
 from pathlib import Path
 
-from demo_classifier_variants import trial_checkpoint
+from demo_runs import trial_checkpoint
 
 from fairray.config import DemoConfig
 from fairray.config.debias import DigaConfig

@@ -18,7 +18,9 @@ import shutil
 import time
 from pathlib import Path
 
-from fairray.config import DemoConfig, FairClassifierConfig, apply_override, parse_value
+from demo_runs import demo_config, trial_checkpoint, variant
+
+from fairray.config import FairClassifierConfig, parse_value
 from fairray.demo import classifier_runs
 from fairray.machine import cpu_description
 from fairray.metrics.downstream import metric_name
@@ -27,29 +29,6 @@ from fairray.train import classifier
 
 RESULTS = Path(__file__).parent / "results" / "demo_classifier_variants.json"
 SHOWN = ("deo", "acc", "worst_group_acc", "dp_gap")
-
-
-def variant(spec: str, section: str = "classifier") -> tuple[str, list[str]]:
-    """name:key=value+key=value -> (name, ["<section>.key=value", ...]): `--set` assignments under
-    DemoConfig.<section> (also used by demo_distill_variants.py)."""
-    name, _, sets = spec.partition(":")
-    return name, [f"{section}.{kv}" for kv in sets.split("+") if kv]
-
-
-def demo_config(seed: int, sets: list[str]) -> DemoConfig:
-    """The seeded demo config with the variant's assignments on top (after seeding, so a variant can set a seed),
-    parsed and validated as `fairray demo --set` does."""
-    data = DemoConfig(seed=seed).seeded().model_dump(mode="json")
-    for assignment in sets:
-        apply_override(data, assignment)
-    return DemoConfig.model_validate(data)
-
-
-def trial_checkpoint(run: Path, alpha_index: int) -> Path:
-    """The GAN checkpoint of a finished demo's Tune trial, trials in alpha order (0: unweighted, -1: the highest
-    alpha); also used by demo_distill_variants.py and demo_classifier_diga.py."""
-    trial = sorted((run / "campaign" / "trials").iterdir())[alpha_index]
-    return Path(json.loads((trial / "metrics.json").read_text())["checkpoint"])
 
 
 def fixed_baseline(clf: FairClassifierConfig, out: Path, keys: dict[str, str]) -> dict:

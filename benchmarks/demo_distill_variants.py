@@ -17,7 +17,7 @@ import shutil
 import time
 from pathlib import Path
 
-from demo_classifier_variants import demo_config, trial_checkpoint, variant  # the same syntax and config
+from demo_runs import demo_config, trial_checkpoint, variant
 
 from fairray.config import parse_value
 from fairray.demo import distill_config

@@ -4,7 +4,8 @@
   (b) the bare generator on pre-made latents at its best batch size (no encoding, no writing);
   (c) `fairray generate` (Ray Data: latents -> generator actor pool -> canonical Parquet with PNG bytes, or raw
       .npy pixels with --image-format npy, and latents), end to end (Ray start-up included) and in steady state (rows after the first batch left an actor /
-      time from then to the last batch).
+      time from then to the last batch), with where the machine's CPU went in steady state by process role
+      (`steady_cpu_share`, as in label_throughput.py).
 
     python benchmarks/generate_throughput.py --checkpoint runs/.../checkpoint_... --n 10000,100000 [--actors 1,2] [--engine ray,process]
 
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from pipeline_clock import actors_label, batches, engine_runs, steady_state
+from pipeline_clock import CpuShare, actors_label, batches, engine_runs, steady_state
 
 from fairray.machine import cpu_description, keep_freed_memory
 from fairray.models.generator_io import load_generator, to_images
@@ -67,6 +68,8 @@ def pipeline_run(checkpoint: Path, n: int, device: str, batch_size: int, image_f
     with tempfile.TemporaryDirectory() as d:
         timings = Path(d) / "timings"
         timings.mkdir()
+        share = CpuShare(timings)
+        share.start()
         t0 = time.time()
         generate(checkpoint, n, Path(d) / "out", batch_size=batch_size, device=device, timings=timings,
                  image_format=image_format, actors=actors, engine=engine,
@@ -74,9 +77,11 @@ def pipeline_run(checkpoint: Path, n: int, device: str, batch_size: int, image_f
         t_end = time.time()
         steady, first, last = steady_state(timings)
         n_batches = len(batches(timings))
+        cpu_share = share.summary()
     return {"rows": n, "end_to_end_s": t_end - t0, "end_to_end_img_per_s": n / (t_end - t0),
             "steady_img_per_s": steady, "startup_s": {"total_to_first_batch": first - t0},
-            "tail_s": {"write_after_last_batch": t_end - last}, "batches": n_batches, "batch_size": batch_size}
+            "tail_s": {"write_after_last_batch": t_end - last}, "batches": n_batches, "batch_size": batch_size,
+            "steady_cpu_share": cpu_share}
 
 
 def main() -> None:
