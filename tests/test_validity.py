@@ -213,6 +213,33 @@ def test_noise_invalid_real_valid_degraded_between(faces, labeler):
     assert m["blur8"]["valid_500"] == 0.0
 
 
+def test_a_shared_feature_cache_scores_each_image_set_once(faces, labeler):
+    """Distill scores teacher and student against the same reference and held-out rows: with one feature cache
+    their features are computed once, and every metric is what it is without the cache."""
+    from fairray.metrics.generated import evaluate_samples
+
+    ref, held_out = faces
+    a, b = held_out, blur(held_out, 4)
+    calls = []
+
+    class Counting:  # the labeler, counting the images it is asked for features of
+        heads = labeler.heads
+
+        def predict_proba(self, x):
+            return labeler.predict_proba(x)
+
+        def features(self, x):
+            calls.append(len(x))
+            return labeler.features(x)
+
+    counting, cache = Counting(), {}
+    kw = {"reference": ref, "heldout": ref[: len(ref) // 2]}
+    cached = [evaluate_samples(x, counting, ["gender"], feature_cache=cache, **kw) for x in (a, b)]
+    assert sum(calls) == len(a) + len(b) + len(ref) + len(ref) // 2  # each set once
+    plain = [evaluate_samples(x, labeler, ["gender"], **kw) for x in (a, b)]
+    assert cached == plain
+
+
 def test_trained_gan_validity(gan_trained, synth_90_10, labeler):
     """A trained GAN (the 24-kimg fixture, the default recipe) is valid against held-out rows of its data; a
     generator that reproduced its biased training data exactly is valid, so the rule does not punish the bias a

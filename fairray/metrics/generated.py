@@ -14,7 +14,7 @@ from fairray.labelers.base import Head, Labeler
 from fairray.metrics.fairness import fairness_discrepancy, kl_to_uniform, shares
 from fairray.metrics.names import count_tag
 
-__all__ = ["bootstrap_ci", "count_tag", "evaluate_samples", "fairness_metrics"]
+__all__ = ["bootstrap_ci", "count_tag", "evaluate_samples", "fairness_metrics", "labeler_features"]
 
 
 def bootstrap_ci(values: np.ndarray, stat, n_boot: int = 200, seed: int = 0, level: float = 0.95
@@ -45,9 +45,24 @@ def fairness_metrics(labels: np.ndarray, head: Head, repeats: int = 1) -> dict[s
     return m
 
 
+def labeler_features(labeler: Labeler, images: np.ndarray, batch: int = 500,
+                     cache: dict[tuple, np.ndarray] | None = None) -> np.ndarray:
+    """The labeler's features of `images`, in batches. With a `cache` (a dict the caller keeps while the arrays it
+    scores are alive), each array's features are computed once: teacher and student are scored against the same
+    reference and held-out rows."""
+    key = (id(images), images.shape)
+    if cache is not None and key in cache:
+        return cache[key]
+    f = np.concatenate([labeler.features(images[i:i + batch]) for i in range(0, len(images), batch)])
+    if cache is not None:
+        cache[key] = f
+    return f
+
+
 def evaluate_samples(images: np.ndarray, labeler: Labeler, heads: list[str], reference: np.ndarray | None = None,
                      repeats: int = 1, batch: int = 500, nearest_k: int = 5, heldout: np.ndarray | None = None,
-                     heldout_weights: np.ndarray | None = None) -> dict[str, float]:
+                     heldout_weights: np.ndarray | None = None, feature_cache: dict[tuple, np.ndarray] | None = None
+                     ) -> dict[str, float]:
     """Label samples and compute fairness per head. When the labeler exposes features: fd_attrclf against the
     `reference` images (the fairness target, e.g. balanced reference rows) and validity against `heldout` real
     rows of the data the generator was trained on (default: the reference): precision/recall/density/coverage of
@@ -56,7 +71,7 @@ def evaluate_samples(images: np.ndarray, labeler: Labeler, heads: list[str], ref
     coverage would fall for the bias alone. Validity is left out when there are too few rows for k-NN radii
     (fewer than 2 x (nearest_k + 2)). `heldout_weights` (one per heldout row; `data.reference.heldout_rows`) is
     the generator's target relative to its data (w^alpha for a fairgen GAN): coverage is then also measured
-    against that target and the rule judges it."""
+    against that target and the rule judges it. `feature_cache`: see labeler_features."""
     from fairray.metrics.quality import feature_stats, frechet_distance
     from fairray.metrics.validity import min_rows, prdc_metrics, split_halves, validity_metric
 
@@ -73,7 +88,7 @@ def evaluate_samples(images: np.ndarray, labeler: Labeler, heads: list[str], ref
     manifold = heldout if heldout is not None else reference
     if manifold is not None and hasattr(labeler, "features"):
         def feats(x: np.ndarray) -> np.ndarray:
-            return np.concatenate([labeler.features(x[i:i + batch]) for i in range(0, len(x), batch)])
+            return labeler_features(labeler, x, batch, feature_cache)
 
         tag = count_tag(len(images))
         f_fake = feats(images)

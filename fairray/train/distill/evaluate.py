@@ -67,20 +67,21 @@ def evaluate(T: nn.Module, S: nn.Module, z_dim: int, labeler, cfg: DistillConfig
     Validity against the `heldout` rows; the student's also against its target (`target_weights` per heldout row:
     `data.reference.heldout_rows` over `target_cells`), since a balanced student drawn from a biased teacher
     covers fewer of the data's majority rows by design."""
-    from fairray.metrics.generated import count_tag, evaluate_samples
+    from fairray.metrics.generated import count_tag, evaluate_samples, labeler_features
     from fairray.metrics.quality import feature_stats, frechet_distance
     from fairray.models.student import count_params
 
     n, tag = cfg.eval_n, count_tag(cfg.eval_n)
     t_img, t_rate = timed_sample(T, n, z_dim, cfg.eval_seed)
     s_img, s_rate = timed_sample(S, n, z_dim, cfg.eval_seed)
-    mt = evaluate_samples(t_img, labeler, cfg.eval_attributes, reference=reference, heldout=heldout)
+    cache: dict = {}  # each image set's features once: the same reference and held-out rows score both
+    mt = evaluate_samples(t_img, labeler, cfg.eval_attributes, reference=reference, heldout=heldout,
+                          feature_cache=cache)
     ms = evaluate_samples(s_img, labeler, cfg.eval_attributes, reference=reference, heldout=heldout,
-                          heldout_weights=target_weights)
+                          heldout_weights=target_weights, feature_cache=cache)
     metrics = {k: v for k, v in ms.items()} | {f"teacher_{k}": v for k, v in mt.items()}
     if hasattr(labeler, "features"):
-        ft = np.concatenate([labeler.features(t_img[i:i + 500]) for i in range(0, n, 500)])
-        fs = np.concatenate([labeler.features(s_img[i:i + 500]) for i in range(0, n, 500)])
+        ft, fs = (labeler_features(labeler, x, cache=cache) for x in (t_img, s_img))
         metrics[f"fd_attrclf_to_teacher_{tag}"] = frechet_distance(*feature_stats(fs), *feature_stats(ft))
     metrics |= {"teacher_params": float(count_params(T)), "student_params": float(count_params(S)),
                 "param_ratio": count_params(S) / count_params(T), "teacher_img_per_s": t_rate,
