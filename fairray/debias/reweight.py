@@ -29,14 +29,15 @@ from fairray.config import ReweightConfig
 from fairray.data.loading import load_split
 from fairray.data.table import DATA_DIR, count_rows, read_manifest, read_table, shard_paths, write_manifest
 from fairray.errors import FairrayError
-from fairray.labelers.base import Labeler
 from fairray.labelers.registry import absolute_spec, input_size, load_labeler
 from fairray.machine import compute_setup
+from fairray.metrics.generated import labeler_features
 from fairray.models.classifiers import AttributeClassifier, ClassifierConfig
 from fairray.stage import RunContext
 
 HEAD = "is_reference"
 RATIO_BATCH = 512  # rows per batch of the weight pass
+ENCODE_BATCH = 1000  # images per attrclf features call of the encoder ratio
 
 
 def _xy(dataset: Path, split: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,16 +103,12 @@ class EncoderRatio:
         self.resolution = int(state["resolution"])
 
     def logits(self, pixels: np.ndarray) -> np.ndarray:
-        z = encode(self.labeler, pixels) @ self.coef + self.intercept
+        z = labeler_features(self.labeler, pixels, ENCODE_BATCH) @ self.coef + self.intercept
         return np.stack([np.zeros_like(z), z], 1)
 
 
 def ratio_model(state: dict) -> RatioModel:
     return EncoderRatio(state) if state["kind"] == "encoder" else CnnRatio(state)
-
-
-def encode(labeler: Labeler, pixels: np.ndarray, batch: int = 1000) -> np.ndarray:
-    return np.concatenate([labeler.features(pixels[i:i + batch]) for i in range(0, len(pixels), batch)])
 
 
 def train_classifier(cfg: ReweightConfig, dataset: Path) -> tuple[dict, dict, np.ndarray]:
@@ -131,7 +128,7 @@ def train_encoder(cfg: ReweightConfig, dataset: Path) -> tuple[dict, dict, np.nd
     t0 = time.perf_counter()
     size = input_size(labeler)
     x, y = _xy(dataset, "train", size)
-    feats = encode(labeler, x.numpy())
+    feats = labeler_features(labeler, x.numpy(), ENCODE_BATCH)
     scaler = StandardScaler().fit(feats)
     lr = LogisticRegression(class_weight="balanced", max_iter=2000).fit(scaler.transform(feats), y.numpy())
     coef = lr.coef_[0] / scaler.scale_
