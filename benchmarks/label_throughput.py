@@ -62,24 +62,30 @@ def naive(blobs: list[bytes], model, size: int, device: str) -> float:
     return len(blobs) / (time.perf_counter() - t0)
 
 
+def model_rate(model, x: torch.Tensor, bs: int, bf16: bool, device: str, passes: int = 1) -> float:
+    """img/s of the model on pre-converted inputs, `passes` times over x in batches of bs, after one warm-up batch."""
+    with torch.inference_mode(), torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+        model(x[:bs])
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(passes):
+            for i in range(0, len(x), bs):
+                model(x[i:i + bs])
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return passes * len(x) / (time.perf_counter() - t0)
+
+
 def bare(images: np.ndarray, model, size: int, device: str) -> tuple[float, int, str]:
     best = (0.0, 0, "fp32")
     x_all = to_model_input(images, size, device)
     bf16 = resolve_precision(device, "auto") == "bf16"  # CUDA, or a CPU with native bf16 (emulated bf16 is slower)
-    for dtype in ([torch.float32, torch.bfloat16] if bf16 else [torch.float32]):
+    for dtype in (["fp32", "bf16"] if bf16 else ["fp32"]):
         for bs in (64, 256, 1024):
-            with torch.inference_mode(), torch.autocast(device, dtype=torch.bfloat16, enabled=dtype != torch.float32):
-                model(x_all[:bs])
-                if device == "cuda":
-                    torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                for i in range(0, len(x_all), bs):
-                    model(x_all[i:i + bs])
-                if device == "cuda":
-                    torch.cuda.synchronize()
-                rate = len(x_all) / (time.perf_counter() - t0)
+            rate = model_rate(model, x_all, bs, dtype == "bf16", device)
             if rate > best[0]:
-                best = (rate, bs, "bf16" if dtype == torch.bfloat16 else "fp32")
+                best = (rate, bs, dtype)
     return best
 
 
@@ -102,14 +108,7 @@ def bare_child(args: argparse.Namespace) -> float:
     keep_freed_memory()
     model, size = load_model(args)
     x = to_model_input(np.load(args.child_bare), size, "cpu")
-    bs = args.batch_size
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
-        model(x[:bs])
-        t0 = time.perf_counter()
-        for _ in range(3):
-            for i in range(0, len(x), bs):
-                model(x[i:i + bs])
-        return 3 * len(x) / (time.perf_counter() - t0)
+    return model_rate(model, x, args.batch_size, args.precision == "bf16", "cpu", passes=3)
 
 
 def bare_processes(args: argparse.Namespace, images: np.ndarray, bs: int, dtype: str) -> float:
