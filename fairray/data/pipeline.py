@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 
 from fairray.config import BalanceConfig, LabelConfig
+from fairray.data.cells import balance_weights, select_balanced
 from fairray.data.table import (
     DATA_DIR,
     column_names,
@@ -281,23 +282,6 @@ def label_metrics(summary: dict) -> dict[str, float]:
               for k, v in enumerate(e["shares"])}
     return m | shares | {f"agreement_{h}": e["agreement_with_ground_truth"] for h, e in summary["heads"].items()
                          if "agreement_with_ground_truth" in e}
-
-
-def select_balanced(labels: pd.DataFrame, by: list[str], seed: int) -> pd.Index:
-    """Exactly min-cell-count rows from every observed cell of `by` (rows without a label are left out)."""
-    labels = labels.dropna(subset=by)
-    n = labels.groupby(by).size().min()
-    return labels.groupby(by, group_keys=False).sample(n=int(n), random_state=seed).index
-
-
-def balance_weights(labels: pd.DataFrame, by: list[str]) -> np.ndarray:
-    """w = 1 / (K * share(cell)): every cell gets equal total weight; unlabeled rows get 0; mean 1 over labeled."""
-    ok = labels[by].notna().all(axis=1)
-    w = np.zeros(len(labels))
-    share = labels[ok].groupby(by)[by[0]].transform("size") / ok.sum()
-    k = labels[ok].groupby(by).ngroups
-    w[ok.to_numpy()] = 1.0 / (k * share.to_numpy())
-    return w
 
 
 def _reweight(batch: pd.DataFrame, weights: pd.Series) -> pd.DataFrame:

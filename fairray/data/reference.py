@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fairray.data.cells import balance_weights
 from fairray.data.loading import load_split
 from fairray.data.table import column_names
 from fairray.errors import FairrayError
@@ -56,8 +57,5 @@ def heldout_rows(dataset: Path, size: int, n: int, alpha: float = 0.0, balance_b
     if weighted:
         w *= np.power(np.clip(df["weight"].to_numpy(np.float64), 0, None), alpha)
     if by:
-        # the balance stage's and the distill sampler's weights; lazy: pipeline pulls in Ray and the labelers
-        from fairray.data.pipeline import balance_weights
-
-        w *= balance_weights(df, by)
+        w *= balance_weights(df, by)  # the balance stage's and the distill sampler's weights
     return images, w

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from fairray.config import DistillConfig, LabelConfig
+from fairray.data.cells import balance_weights, select_balanced
 from fairray.data.decode import decode_column
 from fairray.data.table import read_table
 from fairray.errors import FairrayError
@@ -35,8 +36,6 @@ def make_pairs(cfg: DistillConfig, out: Path) -> Path:
 def select_pairs(labels: pd.DataFrame, by: list[str], sampler: str, seed: int) -> pd.DataFrame:
     """(image_id, weight) of the pairs the student sees: balanced over the cells of `by` (fair-distill's sampler,
     here seeded and over any intersection). Rows without labels (error rows) are dropped."""
-    from fairray.data.pipeline import balance_weights, select_balanced
-
     ok = labels.dropna(subset=by).reset_index(drop=True)
     if ok.empty:
         raise FairrayError("no labeled pairs to distill from")
